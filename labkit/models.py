@@ -1,0 +1,74 @@
+"""The models the notebooks compress.
+
+- LeNet-300-100 (LeCun et al. 1998; the MLP of Han et al. 2015): 784 → 300 → 100 → 10,
+  ReLU, 266,610 parameters.
+- LeNet-5 (LeCun et al. 1998, in the Caffe form Han et al. 2015 use for "LeNet-5"):
+  conv 5×5 (6) → max-pool → conv 5×5 (16) → max-pool → 120 → 84 → 10, ReLU.
+
+Both take images as (N, 1, 28, 28) or flat vectors as (N, 784).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._validate import check_int
+
+
+class LeNet300100(nn.Sequential):
+    def __init__(self, num_classes: int = 10):
+        super().__init__(
+            nn.Flatten(),
+            nn.Linear(784, 300), nn.ReLU(),
+            nn.Linear(300, 100), nn.ReLU(),
+            nn.Linear(100, num_classes),
+        )
+
+
+class LeNet5(nn.Module):
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),   # (N, 6, 14, 14)
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),             # (N, 16, 5, 5)
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x.reshape(-1, 1, 28, 28)))
+
+
+def lenet300_100(num_classes: int = 10, seed: int | None = 0) -> nn.Module:
+    """LeNet-300-100. `seed` fixes the initial weights (None: use the global RNG)."""
+    num_classes = check_int(num_classes, "num_classes", "lenet300_100", low=2)
+    with _seeded(seed, "lenet300_100"):
+        return LeNet300100(num_classes)
+
+
+def lenet5(num_classes: int = 10, seed: int | None = 0) -> nn.Module:
+    """LeNet-5. `seed` fixes the initial weights (None: use the global RNG)."""
+    num_classes = check_int(num_classes, "num_classes", "lenet5", low=2)
+    with _seeded(seed, "lenet5"):
+        return LeNet5(num_classes)
+
+
+class _seeded:
+    """Context manager: run the block with torch's global RNG seeded, then restore it."""
+
+    def __init__(self, seed, func):
+        self.seed = None if seed is None else check_int(seed, "seed", func, low=0)
+
+    def __enter__(self):
+        if self.seed is not None:
+            self.state = torch.random.get_rng_state()
+            torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc):
+        if self.seed is not None:
+            torch.random.set_rng_state(self.state)
+        return False

@@ -1,0 +1,191 @@
+"""Training and evaluation, done the way seed 000 §4.3 meant it.
+
+Seed 000's `test()` calls `model.train()` (dropout and batch-norm stay in training mode) and adds
+up *losses* as "accuracy" (erratum 7). `evaluate` puts the model in eval mode under
+`torch.no_grad()` and reports the metrics the seed names, computed from the confusion matrix C
+(C[i, j] = samples of true class i predicted as j):
+
+    accuracy  = Σ_i C_ii / Σ C
+    precision_i = C_ii / Σ_k C_ki,   recall_i = C_ii / Σ_k C_ik,   F1_i = 2·P_i·R_i / (P_i + R_i)
+
+and the macro averages over classes (a class never predicted has precision 0, as scikit-learn's
+`zero_division=0`).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._validate import _message, check_choice, check_float, check_int, check_module
+from .data import random_shift
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python's, NumPy's and torch's global RNGs (for notebooks); returns the seed."""
+    import random
+
+    seed = check_int(seed, "seed", "seed_everything", low=0, high=2**32 - 1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return seed
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" → CUDA when available, else CPU; "cpu"/"cuda"/torch.device as given."""
+    if isinstance(device, torch.device):
+        return device
+    check_choice(device, "device", "resolve_device", ("auto", "cpu", "cuda"))
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for, but torch.cuda.is_available() is False.")
+    return torch.device(device)
+
+
+def _check_xy(X, y, func: str, x_name: str = "X", y_name: str = "y"):
+    if not isinstance(X, torch.Tensor) or not X.is_floating_point():
+        raise TypeError(_message(x_name, func, "a floating-point torch.Tensor", type(X).__name__))
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
+        raise TypeError(_message(y_name, func, "an int64 torch.Tensor of class labels",
+                                 getattr(y, "dtype", type(y).__name__)))
+    if len(X) != len(y) or len(y) == 0:
+        raise ValueError(_message(y_name, func, f"a non-empty tensor with as many rows as {x_name}",
+                                  f"{len(y)} labels for {len(X)} samples"))
+
+
+def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr: float = 2e-3,
+        batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0,
+        max_shift: int = 2, schedule: str = "cosine",
+        device: str | torch.device = "auto", masks: dict[str, torch.Tensor] | None = None,
+        loss_fn=None, X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+        progress: bool = True, optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """Train `model` in place with Adam and cross-entropy on (X, y). Returns a history dict.
+
+    seed: fixes the batch order, the augmentation and dropout, so that a run is repeatable.
+    max_shift: each epoch, every image is translated by a random (dy, dx) ∈ [−max_shift,
+      max_shift]² pixels (`data.random_shift`); 0 turns augmentation off. Needs X as (N, C, H, W).
+    schedule: "cosine" anneals the learning rate from lr to 0 over the epochs; "constant" keeps it.
+    masks: {parameter name: keep-mask}; the masked weights are zeroed before training and
+      after every optimizer step, so they stay exactly zero (see also `labkit.prune`, whose
+      masks live in the model and need no argument here).
+    loss_fn(logits, y, X) → scalar: replaces cross-entropy (used for distillation).
+    history: {"loss": [per epoch], "val_accuracy": [per epoch, if X_val given], "seconds"}.
+    """
+    check_module(model, "model", "fit")
+    _check_xy(X, y, "fit")
+    epochs = check_int(epochs, "epochs", "fit", low=0)
+    lr = check_float(lr, "lr", "fit", low=0, closed="neither")
+    batch_size = check_int(batch_size, "batch_size", "fit", low=1)
+    weight_decay = check_float(weight_decay, "weight_decay", "fit", low=0)
+    seed = check_int(seed, "seed", "fit", low=0)
+    max_shift = check_int(max_shift, "max_shift", "fit", low=0, high=8)
+    check_choice(schedule, "schedule", "fit", ("cosine", "constant"))
+    if max_shift and X.ndim != 4:
+        raise ValueError(_message("max_shift", "fit", "0 when X is not a batch of images "
+                                  "(N, C, H, W)", max_shift))
+    if X_val is not None:
+        _check_xy(X_val, y_val, "fit", "X_val", "y_val")
+    dev = resolve_device(device)
+    model.to(dev)
+    params = dict(model.named_parameters())
+    if masks:
+        unknown = sorted(set(masks) - set(params))
+        if unknown:
+            raise ValueError(_message("masks", "fit", "a dict keyed by parameter names of model",
+                                      unknown))
+        masks = {k: m.to(dev, torch.bool) for k, m in masks.items()}
+    opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+             if schedule == "cosine" else None)
+    loss_fn = loss_fn or (lambda logits, target, _x: nn.functional.cross_entropy(logits, target))
+
+    @torch.no_grad()
+    def apply_masks():
+        for k, m in (masks or {}).items():
+            params[k].mul_(m)
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)                                  # dropout and other layer RNG
+    X, y = X.to(dev), y.to(dev)
+    history = {"loss": [], "val_accuracy": []}
+    start = time.perf_counter()
+    apply_masks()
+    for _ in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
+        model.train()
+        order = torch.randperm(len(y), generator=gen).to(dev)
+        Xe = random_shift(X, max_shift, gen) if max_shift else X
+        total = 0.0
+        for i in range(0, len(y), batch_size):
+            idx = order[i:i + batch_size]
+            loss = loss_fn(model(Xe[idx]), y[idx], Xe[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            apply_masks()
+            total += loss.item() * len(idx)
+        if sched is not None:
+            sched.step()
+        history["loss"].append(total / len(y))
+        if X_val is not None:
+            history["val_accuracy"].append(accuracy(model, X_val, y_val, device=dev))
+    history["seconds"] = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 1024,
+            device: str | torch.device = "auto") -> torch.Tensor:
+    """Logits of `model` on X, in eval mode, in batches, returned on the CPU."""
+    check_module(model, "model", "predict")
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval().to(dev)
+    out = torch.cat([model(X[i:i + batch_size].to(dev)).cpu() for i in range(0, len(X), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, device="auto") -> float:
+    """Fraction of samples whose arg-max logit is the label."""
+    return float((predict(model, X, device=device).argmax(1) == y.cpu()).float().mean())
+
+
+def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> np.ndarray:
+    """C[i, j] = number of samples of true class i predicted as class j."""
+    idx = y_true.cpu().long() * num_classes + y_pred.cpu().long()
+    return torch.bincount(idx, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy()
+
+
+def metrics_from_confusion(C: np.ndarray) -> dict:
+    """Accuracy and macro precision / recall / F1 from a confusion matrix (zero_division = 0)."""
+    C = np.asarray(C, dtype=np.float64)
+    tp = np.diag(C)
+    predicted, actual = C.sum(0), C.sum(1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    pr = precision + recall
+    f1 = np.divide(2 * precision * recall, pr, out=np.zeros_like(tp), where=pr > 0)
+    present = actual > 0                                  # macro over classes in y_true
+    return {"accuracy": float(tp.sum() / C.sum()),
+            "precision": float(precision[present].mean()),
+            "recall": float(recall[present].mean()),
+            "f1": float(f1[present].mean())}
+
+
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, num_classes: int | None = None,
+             device: str | torch.device = "auto") -> dict:
+    """Accuracy, macro precision / recall / F1 and the confusion matrix of `model` on (X, y).
+
+    Returns {"accuracy", "precision", "recall", "f1": floats in [0, 1], "confusion": ndarray}.
+    """
+    check_module(model, "model", "evaluate")
+    _check_xy(X, y, "evaluate")
+    logits = predict(model, X, device=device)
+    k = num_classes or logits.shape[1]
+    C = confusion_matrix(y, logits.argmax(1), k)
+    return {**metrics_from_confusion(C), "confusion": C}
