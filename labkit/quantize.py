@@ -1,0 +1,293 @@
+"""Quantization kernels: linear (affine / symmetric), fixed point, k-means weight sharing, sizes.
+
+Linear quantization (Jacob et al. 2018, https://arxiv.org/abs/1712.05877) maps a real x to an
+integer q on a uniform grid of step s (the *scale*) with an integer offset z (the *zero point*):
+
+    q  = clamp(round(x / s) + z, q_min, q_max)        x̂ = (q − z) · s
+
+The conventions are PyTorch's (torch.ao.quantization's MinMaxObserver / PerChannelMinMaxObserver
+and torch.fake_quantize_per_tensor_affine / _per_channel_affine), so a number here is the number
+torch would store. The observed range [min, max] is first widened to contain 0 (so that 0, the
+padding and ReLU value, is exact), then with b bits:
+
+    affine     q ∈ [0, 2^b − 1]             s = (max⁺ − min⁻) / (2^b − 1),   z = −round(min⁻ / s)
+    symmetric  q ∈ [−2^(b−1), 2^(b−1) − 1]   s = max(|min⁻|, max⁺) / ((2^b − 1) / 2),   z = 0
+
+where min⁻ = min(min, 0), max⁺ = max(max, 0), s is clamped below by float32's eps, and z is
+clamped into the integer range. Symmetric is torch.qint8's convention (signed integers, z = 0);
+torch's quint8 "symmetric" stores the same grid shifted by 128. round() is round-half-to-even
+applied to x · (1/s), as torch's kernels do. `axis` selects per-channel parameters: one (s, z)
+per index along that axis (per output channel for a weight, axis=0).
+
+Fixed point (seed 003 §3.2) is the special case s = 2^−p, z = 0:  x̂ = round(x · 2^p) / 2^p.
+K-means weight sharing (Han et al. 2016, "Deep Compression", https://arxiv.org/abs/1510.00149)
+replaces the uniform grid by a learned codebook C of 2^b centroids: x̂_i = C[I_i].
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._validate import _message, check_choice, check_float, check_int, check_tensor
+
+SCHEMES = ("affine", "symmetric")
+EPS = torch.finfo(torch.float32).eps          # torch's observers clamp the scale to this
+
+
+# ----------------------------------------------------------------------------- checks
+def _bits(bits, func: str, high: int = 16) -> int:
+    return check_int(bits, "bits", func, low=1, high=high)
+
+
+def _axis(axis, x: torch.Tensor, func: str) -> int | None:
+    if axis is None:
+        return None
+    axis = check_int(axis, "axis", func, low=-x.ndim, high=x.ndim - 1) if x.ndim else \
+        check_int(axis, "axis", func, low=0, high=-1)          # a scalar has no axis
+    return axis % x.ndim
+
+
+def qrange(bits: int = 8, scheme: str = "affine") -> tuple[int, int]:
+    """(q_min, q_max): affine [0, 2^b − 1], symmetric [−2^(b−1), 2^(b−1) − 1]."""
+    bits = _bits(bits, "qrange")
+    check_choice(scheme, "scheme", "qrange", SCHEMES)
+    return (0, 2 ** bits - 1) if scheme == "affine" else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+
+
+def _int_dtype(bits: int, scheme: str) -> torch.dtype:
+    if bits <= 8:
+        return torch.uint8 if scheme == "affine" else torch.int8
+    return torch.int32
+
+
+def _shape(t: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
+    """Reshape per-channel parameters (C,) to broadcast against x along `axis`."""
+    if axis is None or t.ndim == 0:
+        return t
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return t.reshape(shape)
+
+
+# ----------------------------------------------------------------------------- linear
+def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
+    """(scale, zero_point) for an observed range [min_val, max_val], as torch's observers compute.
+
+    min_val, max_val: floats or tensors of shape (C,) (per channel). Returns float32 scale and
+    int64 zero_point tensors of the same shape (0-d for a float range).
+    """
+    bits = _bits(bits, "qparams")
+    check_choice(scheme, "scheme", "qparams", SCHEMES)
+    lo = torch.as_tensor(min_val, dtype=torch.float32)
+    hi = torch.as_tensor(max_val, dtype=torch.float32)
+    if lo.shape != hi.shape:
+        raise ValueError(_message("max_val", "qparams", f"of the same shape as min_val "
+                                  f"{tuple(lo.shape)}", f"shape {tuple(hi.shape)}"))
+    if bool((lo > hi).any()) or bool(lo.isnan().any() | hi.isnan().any()):
+        raise ValueError(_message("max_val", "qparams", "≥ min_val (and not NaN)",
+                                  (lo.tolist(), hi.tolist())))
+    q_min, q_max = qrange(bits, scheme)
+    lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)   # widen the range to hold 0
+    if scheme == "symmetric":
+        scale = torch.clamp(torch.maximum(-lo, hi) / (float(q_max - q_min) / 2), min=EPS)
+        zero_point = torch.zeros_like(scale, dtype=torch.int64)
+    else:
+        scale = torch.clamp((hi - lo) / float(q_max - q_min), min=EPS)
+        zero_point = torch.clamp(q_min - torch.round(lo / scale).to(torch.int64), q_min, q_max)
+    return scale, zero_point
+
+
+def observe(x: torch.Tensor, axis: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) of x, over everything (axis=None) or per index along `axis` → shapes (C,)."""
+    check_tensor(x, "x", "observe")
+    axis = _axis(axis, x, "observe")
+    x = x.detach().float()
+    if x.numel() == 0:
+        raise ValueError(_message("x", "observe", "a non-empty tensor", "an empty tensor"))
+    if axis is None:
+        return x.min(), x.max()
+    lo, hi = x.movedim(axis, 0).reshape(x.shape[axis], -1).aminmax(dim=1)
+    return lo, hi
+
+
+def quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: int | None = None,
+             scale: torch.Tensor | None = None, zero_point: torch.Tensor | None = None):
+    """Quantize x → (q, scale, zero_point). q is an integer tensor of x's shape.
+
+    q's dtype: uint8 (affine) / int8 (symmetric) for bits ≤ 8, else int32. scale, zero_point
+    come from x's min-max (`qparams(*observe(x, axis))`) unless given (e.g. from calibration).
+    """
+    check_tensor(x, "x", "quantize")
+    bits = _bits(bits, "quantize")
+    check_choice(scheme, "scheme", "quantize", SCHEMES)
+    axis = _axis(axis, x, "quantize")
+    if scale is None:
+        scale, zero_point = qparams(*observe(x, axis), bits=bits, scheme=scheme)
+    elif zero_point is None:
+        raise ValueError(_message("zero_point", "quantize", "given whenever scale is given", None))
+    q_min, q_max = qrange(bits, scheme)
+    s, z = _shape(scale.float(), x, axis), _shape(zero_point, x, axis)
+    q = torch.clamp(torch.round(x.detach().float() * (1.0 / s)) + z, q_min, q_max)
+    return q.to(_int_dtype(bits, scheme)), scale, zero_point
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+               axis: int | None = None) -> torch.Tensor:
+    """x̂ = (q − z) · s, float32, with per-channel (s, z) broadcast along `axis`."""
+    check_tensor(q, "q", "dequantize", floating=False)
+    axis = _axis(axis, q, "dequantize")
+    scale = torch.as_tensor(scale, dtype=torch.float32)
+    zero_point = torch.as_tensor(zero_point)
+    if axis is not None and scale.ndim == 1 and scale.numel() != q.shape[axis]:
+        raise ValueError(_message("scale", "dequantize", f"of length q.shape[{axis}] = "
+                                  f"{q.shape[axis]}", f"length {scale.numel()}"))
+    return (q.to(torch.int64) - _shape(zero_point, q, axis)).float() * _shape(scale, q, axis)
+
+
+class _FakeQuant(torch.autograd.Function):
+    """Forward: x̂ = (clamp(round(x/s) + z) − z)·s. Backward (straight-through estimator):
+    ∂x̂/∂x = 1 where round(x/s) + z ∈ [q_min, q_max] (inside the clipping range), else 0."""
+
+    @staticmethod
+    def forward(ctx, x, s, z, q_min, q_max):
+        q = torch.round(x * (1.0 / s)) + z
+        ctx.save_for_backward((q >= q_min) & (q <= q_max))
+        return (torch.clamp(q, q_min, q_max) - z) * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+def fake_quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: int | None = None,
+                  scale: torch.Tensor | None = None, zero_point: torch.Tensor | None = None):
+    """dequantize(quantize(x)) in floating point, differentiable by the straight-through estimator.
+
+    Equals torch.fake_quantize_per_tensor_affine / fake_quantize_per_channel_affine, values and
+    gradients. scale / zero_point: as in `quantize` (x's min-max when not given; not learned).
+    """
+    check_tensor(x, "x", "fake_quantize")
+    bits = _bits(bits, "fake_quantize")
+    check_choice(scheme, "scheme", "fake_quantize", SCHEMES)
+    axis = _axis(axis, x, "fake_quantize")
+    if scale is None:
+        scale, zero_point = qparams(*observe(x, axis), bits=bits, scheme=scheme)
+    elif zero_point is None:
+        raise ValueError(_message("zero_point", "fake_quantize", "given whenever scale is given",
+                                  None))
+    q_min, q_max = qrange(bits, scheme)
+    s = _shape(scale.to(x.device, torch.float32), x, axis)
+    z = _shape(zero_point.to(x.device, torch.float32), x, axis)
+    return _FakeQuant.apply(x, s, z, q_min, q_max)
+
+
+def fixed_point(w: torch.Tensor, p: int, bits: int | None = None) -> torch.Tensor:
+    """round(w · 2^p) / 2^p: p fractional bits; with `bits`, saturated to a signed `bits`-bit
+    integer, i.e. to [−2^(bits−1), 2^(bits−1) − 1] / 2^p.
+
+    Seed 003 §3.2 / §4 computes round(w · 2^4) and never divides by 2^4, so the layer's weights
+    grow 16× (erratum 5). Returns a new tensor.
+    """
+    check_tensor(w, "w", "fixed_point")
+    p = check_int(p, "p", "fixed_point", low=-32, high=32)
+    q = torch.round(w * 2.0 ** p)
+    if bits is not None:
+        bits = _bits(bits, "fixed_point", high=32)
+        q = torch.clamp(q, -2 ** (bits - 1), 2 ** (bits - 1) - 1)
+    return q / 2.0 ** p
+
+
+# ----------------------------------------------------------------------------- k-means
+def kmeans(x: torch.Tensor, bits: int, seed: int = 0, iters: int = 30, init: str = "linear"):
+    """Weight sharing by 1-D k-means (Lloyd) → (codebook (2^bits,), indices (x's shape, int64)).
+
+    x ≈ codebook[indices]. init (Han et al. 2016 §3.1): "linear" spaces the k = 2^bits centroids
+    evenly over [min, max] (their best; deterministic), "density" at the quantiles of x, "random"
+    (Forgy) at k values of x drawn with `seed`. Each Lloyd iteration assigns every value to its
+    nearest centroid (boundaries at the midpoints) and moves each centroid to the mean of its
+    values; a centroid with no values stays put. Stops early when no assignment changes.
+    """
+    check_tensor(x, "x", "kmeans")
+    bits = _bits(bits, "kmeans")
+    seed = check_int(seed, "seed", "kmeans", low=0)
+    iters = check_int(iters, "iters", "kmeans", low=0)
+    check_choice(init, "init", "kmeans", ("linear", "density", "random"))
+    if x.numel() == 0:
+        raise ValueError(_message("x", "kmeans", "a non-empty tensor", "an empty tensor"))
+    v = x.detach().reshape(-1).double()
+    k = 2 ** bits
+    if init == "linear":
+        c = torch.linspace(float(v.min()), float(v.max()), k, dtype=torch.float64)
+    elif init == "density":
+        c = torch.quantile(v.float(), torch.linspace(0, 1, k)).double()
+    else:
+        g = torch.Generator().manual_seed(seed)
+        c = v[torch.randint(len(v), (k,), generator=g)].sort().values
+    idx = _assign(v, c)
+    for _ in range(iters):
+        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, idx, v)
+        counts = torch.bincount(idx, minlength=k)
+        c = torch.where(counts > 0, sums / counts.clamp(min=1), c).sort().values
+        new = _assign(v, c)
+        if torch.equal(new, idx):
+            break
+        idx = new
+    return c.to(x.dtype), idx.reshape(x.shape)
+
+
+def _assign(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest of the sorted centroids c for each value of v (ties → lower)."""
+    mid = (c[1:] + c[:-1]) / 2
+    return torch.bucketize(v, mid, right=False)
+
+
+def codebook_grad(indices: torch.Tensor, grad: torch.Tensor, k: int) -> torch.Tensor:
+    """∂L/∂C_k = Σ_i ∂L/∂W_i · 1(I_i = k) (Han et al. 2016, eq. 3): the gradients summed per
+    centroid. indices, grad: the same shape; returns (k,)."""
+    check_tensor(indices, "indices", "codebook_grad", floating=False)
+    check_tensor(grad, "grad", "codebook_grad")
+    k = check_int(k, "k", "codebook_grad", low=1)
+    if indices.shape != grad.shape:
+        raise ValueError(_message("grad", "codebook_grad", f"of the shape of indices "
+                                  f"{tuple(indices.shape)}", f"shape {tuple(grad.shape)}"))
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= k):
+        raise ValueError(_message("indices", "codebook_grad", f"in [0, {k})",
+                                  (int(indices.min()), int(indices.max()))))
+    return torch.zeros(k, dtype=grad.dtype).index_add_(0, indices.reshape(-1).long(),
+                                                       grad.reshape(-1))
+
+
+def finetune_codebook(codebook: torch.Tensor, indices: torch.Tensor, grad: torch.Tensor,
+                      lr: float) -> torch.Tensor:
+    """One gradient step on the shared weights: C ← C − lr · ∂L/∂C (a new tensor).
+
+    grad: ∂L/∂W of the layer whose weights are codebook[indices], e.g. `layer.weight.grad`.
+    """
+    check_tensor(codebook, "codebook", "finetune_codebook")
+    lr = check_float(lr, "lr", "finetune_codebook", low=0)
+    return codebook - lr * codebook_grad(indices, grad, len(codebook)).to(codebook.dtype)
+
+
+# ----------------------------------------------------------------------------- sizes
+def size_bytes(numel: int, bits: int, channels: int = 1, scheme: str = "affine",
+               codebook: int = 0, param_bits: int = 32) -> int:
+    """Bytes to store `numel` values at `bits` bits each, packed, with their parameters.
+
+    Linear (codebook=0): one scale (float, `param_bits`) per channel, plus for "affine" one zero
+    point per channel stored at `bits` bits (it lies in the integer range). Symmetric stores no
+    zero point. K-means (codebook=k > 0): k centroids at `param_bits` each and no scale.
+    size = ceil((numel·bits + overhead) / 8). fp32 storage is size_bytes(n, 32, channels=0).
+    """
+    numel = check_int(numel, "numel", "size_bytes", low=0)
+    bits = _bits(bits, "size_bytes", high=64)
+    channels = check_int(channels, "channels", "size_bytes", low=0)
+    check_choice(scheme, "scheme", "size_bytes", SCHEMES)
+    codebook = check_int(codebook, "codebook", "size_bytes", low=0)
+    param_bits = check_int(param_bits, "param_bits", "size_bytes", low=1, high=64)
+    if codebook:
+        overhead = codebook * param_bits
+    else:
+        overhead = channels * (param_bits + (bits if scheme == "affine" else 0))
+    return math.ceil((numel * bits + overhead) / 8)
