@@ -142,7 +142,8 @@ def _mnist_5k_path() -> Path:
     return verify(path, MNIST_5K[2])
 
 
-def _read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+def read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """The raw MNIST-5k arrays: X (5000, 784) float32 pixels in [0, 255], y (5000,) int64."""
     import pandas as pd
 
     raw = pd.read_csv(_mnist_5k_path(), header=None, dtype=np.float32).to_numpy()
@@ -205,7 +206,7 @@ def load_mnist(source: str = "5k", test_size: float = 0.2, val_size: float = 0.1
     if not isinstance(download, bool):
         raise TypeError(_message("download", "load_mnist", "a bool", download))
     if source == "5k":
-        X, y = _read_mnist_5k()
+        X, y = read_mnist_5k()
         return make_split(X, y, (28, 28), "mnist-5k", test_size, val_size, seed, "load_mnist")
     cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
     X, y, X_test, y_test = _read_mnist_full(cache, download, mirror)

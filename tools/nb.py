@@ -6,7 +6,7 @@
 
 Percent format: `# %%` starts a code cell, `# %% [markdown]` a markdown cell (its lines start
 with "# "), `# %% tags=["parameters"]` a code cell with tags. `execute` runs each notebook from
-notebooks/ with LABKIT_HEADLESS=1 (the way nbval and papermill run it) and writes it back,
+notebooks/ with HEADLESS_ENV (the way nbval and the tests run it) and writes it back,
 so the stored outputs are the ones nbval will compare.
 """
 from __future__ import annotations
@@ -20,6 +20,11 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+# The environment nbval runs the notebooks in (tests/conftest.py sets the same): headless
+# widgets, and one thread per kernel so that two test workers share two cores without
+# oversubscription and the stored floating-point results match the ones nbval recomputes.
+HEADLESS_ENV = {"LABKIT_HEADLESS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 HEADER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
@@ -71,8 +76,8 @@ def nb2py(src: str, dest: str) -> None:
     Path(dest).write_text("\n".join(out), encoding="utf-8")
 
 
-def execute(path: str, timeout: int = 600) -> float:
-    os.environ["LABKIT_HEADLESS"] = "1"
+def execute(path: str, timeout: int = 900) -> float:
+    os.environ.update(HEADLESS_ENV)
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3",

@@ -1,0 +1,115 @@
+"""`labkit run`: parameters checked against the notebook, reports written atomically."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from labkit import cli
+
+
+def make_notebook(path, body="print('tau is', tau)"):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("tau = 0.05  # threshold\nn = 3\nname = 'x'\nflag = False")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def nbdir(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    make_notebook(d / "01_demo.ipynb")
+    make_notebook(d / "02_fail.ipynb", "raise ValueError(\"The 'tau' parameter of demo must be a float.\")")
+    return d
+
+
+def test_find_notebook_by_prefix_name_and_path(nbdir):
+    assert cli.find_notebook("01", nbdir).name == "01_demo.ipynb"
+    assert cli.find_notebook("01_demo", nbdir).name == "01_demo.ipynb"
+    assert cli.find_notebook(str(nbdir / "02_fail.ipynb"), nbdir).name == "02_fail.ipynb"
+    with pytest.raises(cli.UsageError, match="'07' is not a notebook. Notebooks in .*: 01_demo, 02_fail"):
+        cli.find_notebook("07", nbdir)
+    with pytest.raises(cli.UsageError, match="matches several"):
+        cli.find_notebook("0", nbdir)
+
+
+def test_parameters_are_read_with_types_and_defaults(nbdir):
+    spec = cli.parameters_of(nbdir / "01_demo.ipynb")
+    assert {k: (v["type"], v["default"]) for k, v in spec.items()} == {
+        "tau": ("float", 0.05), "n": ("int", 3), "name": ("str", "x"), "flag": ("bool", False)}
+
+
+def test_values_are_coerced_and_checked(nbdir):
+    path = nbdir / "01_demo.ipynb"
+    got = cli.check_parameters(path, [("tau", "1"), ("n", "5"), ("name", "0.5"), ("flag", "true")])
+    assert got == {"tau": 1.0, "n": 5, "name": "0.5", "flag": True}
+    with pytest.raises(cli.UsageError, match="01_demo has no parameter 'tua'. Valid names: tau, n, name, flag"):
+        cli.check_parameters(path, [("tua", "0.1")])
+    with pytest.raises(cli.UsageError, match=r"The 'tau' parameter of 01_demo must be a float \(default 0.05\). Got 'abc'"):
+        cli.check_parameters(path, [("tau", "abc")])
+    with pytest.raises(cli.UsageError, match="The 'n' parameter of 01_demo must be a int"):
+        cli.check_parameters(path, [("n", "2.5")])
+
+
+def test_run_writes_report_and_html_and_never_overwrites_without_force(nbdir, tmp_path, capsys):
+    out = tmp_path / "reports"
+    source = (nbdir / "01_demo.ipynb").read_bytes()
+    assert cli.main(["--notebooks", str(nbdir), "run", "01", "-p", "tau", "0.25", "-o", str(out), "-q"]) == 0
+    report = nbformat.read(out / "01_demo.ipynb", as_version=4)
+    assert "tau is 0.25" in report.cells[-1].outputs[0]["text"]
+    assert (out / "01_demo.html").stat().st_size > 1000
+    assert (nbdir / "01_demo.ipynb").read_bytes() == source            # source untouched
+    before = (out / "01_demo.ipynb").read_bytes()
+    assert cli.main(["--notebooks", str(nbdir), "run", "01", "-o", str(out), "-q"]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert (out / "01_demo.ipynb").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["01_demo.html", "01_demo.ipynb"]
+
+
+def test_a_failed_run_keeps_the_previous_report_and_leaves_no_partial_file(nbdir, tmp_path, capsys):
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "02_fail.ipynb").write_text("previous report")
+    assert cli.main(["--notebooks", str(nbdir), "run", "02", "-o", str(out), "--force", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED 02_fail: ValueError: The 'tau' parameter of demo must be a float." in err
+    assert (out / "02_fail.ipynb").read_text() == "previous report"
+    assert sorted(p.name for p in out.iterdir()) == ["02_fail.ipynb"]
+
+
+def test_an_interrupted_run_leaves_the_previous_report_intact(nbdir, tmp_path):
+    make_notebook(nbdir / "03_slow.ipynb", "import time; time.sleep(60)")
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "03_slow.ipynb").write_text("previous report")
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "--notebooks", str(nbdir), "run", "03",
+                             "-o", str(out), "--force", "-q"], start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(out.glob(".03_slow.*")):
+        time.sleep(0.2)                                  # the temporary report exists: it is running
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)                   # Ctrl-C
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert (out / "03_slow.ipynb").read_text() == "previous report"
+    assert sorted(p.name for p in out.iterdir()) == ["03_slow.ipynb"]
+
+
+def test_unknown_notebook_and_all_with_parameters_are_usage_errors(nbdir, capsys):
+    assert cli.main(["--notebooks", str(nbdir), "run", "09", "-q"]) == 2
+    assert cli.main(["--notebooks", str(nbdir), "run", "all", "-p", "tau", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "'09' is not a notebook" in err and "-p applies to one notebook" in err
+
+
+def test_list_shows_parameters(nbdir, capsys):
+    assert cli.main(["--notebooks", str(nbdir), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "01_demo" in out and "tau" in out and "0.05" in out and "# threshold" not in out.split("tau")[0]

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+from torch import nn
+
+from labkit import data, models, train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_digits(seed=0)
+
+
+def small_mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def test_metrics_by_hand():
+    # true 0 0 1 1 2, predicted 0 1 1 1 0
+    C = train.confusion_matrix(torch.tensor([0, 0, 1, 1, 2]), torch.tensor([0, 1, 1, 1, 0]), 3)
+    assert C.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    m = train.metrics_from_confusion(C)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    # precision: 1/2, 2/3, 0 (never predicted); recall: 1/2, 1, 0
+    assert m["precision"] == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    assert m["recall"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    assert m["f1"] == pytest.approx((1 / 2 + 0.8 + 0) / 3)
+
+
+def test_fit_learns_and_evaluate_matches_sklearn(digits):
+    model = small_mlp()
+    hist = train.fit(model, digits.X_train, digits.y_train, epochs=40, max_shift=0, progress=False,
+                     X_val=digits.X_val, y_val=digits.y_val)
+    assert len(hist["loss"]) == 40 and hist["loss"][-1] < hist["loss"][0]
+    r = train.evaluate(model, digits.X_test, digits.y_test)
+    assert r["accuracy"] > 0.9
+    pred = train.predict(model, digits.X_test).argmax(1).numpy()
+    y = digits.y_test.numpy()
+    assert r["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert r["precision"] == pytest.approx(skm.precision_score(y, pred, average="macro", zero_division=0))
+    assert r["recall"] == pytest.approx(skm.recall_score(y, pred, average="macro", zero_division=0))
+    assert r["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
+    assert np.array_equal(r["confusion"], skm.confusion_matrix(y, pred, labels=range(10)))
+
+
+def test_fit_is_repeatable_with_a_seed(digits):
+    a, b = small_mlp(), small_mlp()
+    for m in (a, b):
+        train.fit(m, digits.X_train, digits.y_train, epochs=2, seed=5, max_shift=1, progress=False)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_masks_keep_weights_at_zero(digits):
+    model = small_mlp()
+    mask = torch.rand(32, 64, generator=torch.Generator().manual_seed(0)) > 0.7
+    train.fit(model, digits.X_train, digits.y_train, epochs=3, progress=False, max_shift=0,
+              masks={"1.weight": mask})
+    assert torch.equal(model[1].weight[~mask], torch.zeros(int((~mask).sum())))
+    assert (model[1].weight[mask] != 0).all()
+
+
+def test_evaluate_restores_training_mode(digits):
+    model = small_mlp().train()
+    train.evaluate(model, digits.X_test, digits.y_test)
+    assert model.training
+
+
+def test_device_auto_is_cuda_only_when_available():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert train.resolve_device("auto").type == expected
+    assert train.resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            train.resolve_device("cuda")
+    with pytest.raises(ValueError, match="'device' parameter"):
+        train.resolve_device("tpu")
+
+
+def test_bad_input(digits):
+    m = small_mlp()
+    with pytest.raises(ValueError, match="'epochs' parameter of fit must be an int in the range \\[0, inf\\]"):
+        train.fit(m, digits.X_train, digits.y_train, epochs=-1)
+    with pytest.raises(ValueError, match="'lr' parameter of fit"):
+        train.fit(m, digits.X_train, digits.y_train, lr=0)
+    with pytest.raises(TypeError, match="'y' parameter of fit must be an int64"):
+        train.fit(m, digits.X_train, digits.y_train.float())
+    with pytest.raises(ValueError, match="'y' parameter of fit"):
+        train.fit(m, digits.X_train, digits.y_train[:5])
+    with pytest.raises(ValueError, match="'masks' parameter of fit"):
+        train.fit(m, digits.X_train, digits.y_train, masks={"nope.weight": torch.ones(1)})
+    with pytest.raises(ValueError, match="'max_shift' parameter of fit"):
+        train.fit(m, digits.X_train.flatten(1), digits.y_train, max_shift=2)
+    with pytest.raises(TypeError, match="'model' parameter of evaluate"):
+        train.evaluate("model", digits.X_test, digits.y_test)
