@@ -9,22 +9,44 @@ W′ that prunes the 4 and keeps the 1. The rule prunes the 1 (|1| < 2) and keep
 W′ = [[0,2,0,3],[4,0,5,6],[7,8,0,9]] and the non-zeros go from 9 to 8 (ρ: 0.75 → 0.667),
 not "from 12 to 9" (erratum 1).
 
-The kernels (`threshold`) are pure: they return a new tensor and never touch their input.
-The wrappers whose name ends in `_` change a model the way `torch.nn.utils.prune` does:
-the original weight is kept as the parameter `weight_orig` (the same Parameter object, so an
+Magnitude pruning (Han et al. 2015, https://arxiv.org/abs/1506.02626) removes a fraction
+`amount` of the weights instead of fixing τ: the k = round(amount · n) weights of smallest
+score S are pruned (k rounded with Python's round(), as torch.nn.utils.prune does),
+
+    per layer ("layer"):  k_l = round(amount · n_l) in every layer l
+    global   ("global"):  k = round(amount · Σ_l n_l) over all layers together.
+
+The score is |w| (magnitude), or any score S ≥ 0 of the weight's shape (`prune_by_scores_`).
+
+The k-th smallest score over all layers is found without concatenating them (torch does, at
+the cost of a copy of every weight): a random sample brackets it, one pass counts the scores
+below the bracket and gathers those inside it, and `kthvalue` on that small set is exact.
+Ties at the threshold are pruned in layer order, then flat index order (torch's `topk` breaks
+them in an unspecified order; the kept set is otherwise identical).
+
+The kernels (`threshold`, `smallest_masks`, ...) are pure: they return new tensors. The
+wrappers whose name ends in `_` change a model the way `torch.nn.utils.prune` does: the
+original weight is kept as the parameter `weight_orig` (the same Parameter object, so an
 optimizer that holds it keeps working), the mask is the buffer `weight_mask`, and `weight`
 is recomputed as `weight_orig * weight_mask` before every forward pass. Pruned weights
 therefore stay at zero through training. `remove_(model)` makes the pruning permanent.
+
+Other criteria, penalties and the proximal step: `labkit.criteria`.
 """
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from ._validate import check_float, check_module, check_tensor, prunable_layers
+from ._validate import (_message, check_choice, check_float, check_int, check_module,
+                        check_tensor, prunable_layers)
 
-
+# ---------------------------------------------------------------- kernels (pure)
 def threshold(w: torch.Tensor, tau: float) -> torch.Tensor:
     """A new tensor equal to `w` with every |w| < τ set to 0 (τ ≥ 0). `w` is not changed."""
     check_tensor(w, "w", "threshold")
@@ -39,17 +61,103 @@ def threshold_mask(w: torch.Tensor, tau: float) -> torch.Tensor:
     return w.abs() >= tau
 
 
+def n_to_prune(amount: float, n: int) -> int:
+    """k = round(amount · n), Python's round (half to even), as torch.nn.utils.prune."""
+    return round(amount * n)
+
+
+def _chunks(s: torch.Tensor, size: int = 1 << 24):
+    flat = s.reshape(-1)
+    for i in range(0, flat.numel(), size):
+        yield flat[i:i + size]
+
+
+@torch.no_grad()
+def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int = 1 << 20) -> tuple[float, int]:
+    """(t, below): the k-th smallest (1-based) value over all `scores` and the number of
+    values < t. Exact; memory is a few chunks, not a copy of the scores. `sample` values
+    drawn with `seed` only choose the bracket, so they change the speed, never the result."""
+    n = sum(s.numel() for s in scores)
+    k = check_int(k, "k", "kth_smallest", low=1, high=max(n, 1))
+    gen = torch.Generator().manual_seed(seed)
+    m = min(n, check_int(sample, "sample", "kth_smallest", low=1))
+    smp = torch.cat([s.reshape(-1)[torch.randint(s.numel(), (max(1, math.ceil(m * s.numel() / n)),),
+                                                    generator=gen)].float()
+                        for s in scores if s.numel()])
+    q = k / n
+    delta = 6 * math.sqrt(q * (1 - q) / len(smp)) + 2 / len(smp)   # ≈ 6 standard errors
+    rank = lambda f: min(len(smp), max(1, round(f * len(smp))))
+    lo = smp.kthvalue(rank(q - delta)).values.item() if q - delta > 0 else -math.inf
+    hi = smp.kthvalue(rank(q + delta)).values.item() if q + delta < 1 else math.inf
+    while True:
+        below, inside = 0, []
+        for s in scores:
+            for c in _chunks(s):
+                below += int((c < lo).sum())
+                inside.append(c[(c >= lo) & (c <= hi)])
+        inside = torch.cat(inside) if inside else torch.empty(0)
+        if below < k <= below + inside.numel():
+            t = inside.kthvalue(k - below).values
+            return t.item(), below + int((inside < t).sum())
+        lo, hi = (-math.inf, lo) if k <= below else (hi, math.inf)   # rare: widen and retry
+
+
+@torch.no_grad()
+def smallest_masks(scores: list[torch.Tensor], amount: float) -> list[torch.Tensor]:
+    """Keep-masks (bool) that prune the k = round(amount · Σn) smallest scores over all tensors."""
+    amount = check_float(amount, "amount", "smallest_masks", low=0, high=1, closed="left")
+    for s in scores:
+        check_tensor(s, "scores", "smallest_masks")
+    n = sum(s.numel() for s in scores)
+    k = n_to_prune(amount, n)
+    if k == 0:
+        return [torch.ones_like(s, dtype=torch.bool) for s in scores]
+    t, below = kth_smallest(scores, k)
+    ties = k - below                                    # ties at t still to prune, in order
+    keep = []
+    for s in scores:
+        m = s > t
+        if ties > 0:
+            eq = (s == t).reshape(-1).nonzero().squeeze(1)
+            m.view(-1)[eq[ties:]] = True
+            ties -= min(ties, eq.numel())
+        else:
+            m |= s == t
+        keep.append(m)
+    return keep
+
+
+def magnitude_mask(w: torch.Tensor, amount: float) -> torch.Tensor:
+    """Keep-mask (bool) of one tensor: prune the round(amount · n) smallest |w|."""
+    check_tensor(w, "w", "magnitude_mask")
+    return smallest_masks([w.detach().abs()], amount)[0]
+
+
+# ---------------------------------------------------------------- model wrappers
 def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     """Attach keep-masks {layer name: mask of the weight's shape} to a model, in place.
 
-    Uses torch.nn.utils.prune's mechanism, so a second call multiplies the masks (the
-    pruned set only grows) and `remove_` makes it permanent.
+    Uses torch.nn.utils.prune's mechanism; a second call multiplies the masks (the pruned
+    set only grows) and `remove_` makes it permanent.
     """
     check_module(model, "model", "apply_masks_")
+    if not isinstance(masks, dict):
+        raise TypeError(_message("masks", "apply_masks_", "a dict {layer name: mask}", type(masks).__name__))
     modules = dict(model.named_modules())
     for name, mask in masks.items():
+        if name not in modules or not hasattr(modules[name], "weight"):
+            raise ValueError(_message("masks", "apply_masks_", "keyed by names of layers with a weight", name))
         layer = modules[name]
-        torch_prune.custom_from_mask(layer, "weight", mask.to(layer.weight.device))
+        check_tensor(mask, "masks", "apply_masks_", floating=False)
+        if mask.shape != layer.weight.shape:
+            raise ValueError(_message("masks", "apply_masks_", f"masks of the weight's shape "
+                                      f"{tuple(layer.weight.shape)} for {name!r}", tuple(mask.shape)))
+        if hasattr(layer, "weight_mask"):                     # already pruned: combine in place
+            with torch.no_grad():
+                layer.weight_mask.mul_(mask.to(layer.weight_mask))
+            layer.weight = layer.weight_orig * layer.weight_mask
+        else:
+            torch_prune.custom_from_mask(layer, "weight", mask.to(layer.weight.device))
     return model
 
 
@@ -64,11 +172,78 @@ def threshold_(model: nn.Module, tau: float) -> nn.Module:
     return apply_masks_(model, masks)
 
 
+def _amounts(amount, layers, func):
+    if isinstance(amount, dict):
+        names = {n for n, _ in layers}
+        unknown = sorted(set(amount) - names)
+        if unknown:
+            raise ValueError(_message("amount", func, "a float or a dict keyed by prunable layer names", unknown))
+        return {n: check_float(a, "amount", func, low=0, high=1, closed="left") for n, a in amount.items()}
+    amount = check_float(amount, "amount", func, low=0, high=1, closed="left")
+    return {n: amount for n, _ in layers}
+
+
+def prune_by_scores_(model: nn.Module, scores: dict[str, torch.Tensor], amount, scope: str = "layer",
+                     permanent: bool = False) -> nn.Module:
+    """Prune, in place, the weights of smallest score. Returns the model.
+
+    scores: {layer name: tensor of the weight's shape, ≥ 0}. amount: fraction of the weights to be
+    zero after the call (per layer, or of all scored weights for scope="global"); a dict
+    {layer: amount} gives per-layer ratios (scope "layer" only). Already-pruned weights have
+    weight 0 and, for |w| and |w·g|, score 0, so they are counted in the amount.
+    permanent=True zeroes the weights in place and keeps no mask nor copy (`remove_` at once).
+    """
+    layers = prunable_layers(model, "model", "prune_by_scores_")
+    check_choice(scope, "scope", "prune_by_scores_", ("layer", "global"))
+    modules = dict(layers)
+    if not isinstance(scores, dict) or not scores or set(scores) - set(modules):
+        raise ValueError(_message("scores", "prune_by_scores_", "a non-empty dict keyed by prunable "
+                                  "layer names", type(scores).__name__))
+    amounts = _amounts(amount, [(n, None) for n in scores], "prune_by_scores_")
+    if scope == "global":
+        if isinstance(amount, dict):
+            raise ValueError(_message("amount", "prune_by_scores_", "a float when scope='global'", amount))
+        keep = dict(zip(scores, smallest_masks(list(scores.values()), amounts[next(iter(scores))])))
+    else:
+        keep = {n: smallest_masks([s], amounts[n])[0] for n, s in scores.items()}
+    if permanent:
+        with torch.no_grad():
+            for n, m in keep.items():
+                if hasattr(modules[n], "weight_mask"):
+                    torch_prune.remove(modules[n], "weight")
+                modules[n].weight.masked_fill_(~m, 0)
+        return model
+    return apply_masks_(model, keep)
+
+
+def magnitude_(model: nn.Module, amount, scope: str = "layer", permanent: bool = False) -> nn.Module:
+    """Magnitude pruning in place: the masks equal torch.nn.utils.prune.l1_unstructured (scope
+    "layer") or global_unstructured with L1Unstructured (scope "global") at the same amount on
+    a model without masks. Returns the model. See `prune_by_scores_` for amount and permanent."""
+    layers = prunable_layers(model, "model", "magnitude_")
+    scores = {n: m.weight.detach().abs() for n, m in layers}
+    return prune_by_scores_(model, scores, amount, scope=scope, permanent=permanent)
+
+
+magnitude = magnitude_   # DESIGN.md's name; it works in place (returns the model) like magnitude_
+
+
 def masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """The current keep-masks {layer name: bool tensor} of a pruned model (empty if none)."""
     check_module(model, "model", "masks")
     return {name: m.weight_mask.detach().bool() for name, m in model.named_modules()
             if hasattr(m, "weight_mask")}
+
+
+def clone(model: nn.Module) -> nn.Module:
+    """A deep copy of a (possibly masked) model. `copy.deepcopy` fails on a model pruned with
+    torch.nn.utils.prune after a forward pass (its `weight` is then a non-leaf tensor); here each
+    `weight` is first replaced by its detached value, which the next forward recomputes anyway."""
+    check_module(model, "model", "clone")
+    for m in model.modules():
+        if hasattr(m, "weight_mask") and isinstance(getattr(m, "weight", None), torch.Tensor):
+            m.weight = m.weight.detach()
+    return copy.deepcopy(model)
 
 
 def remove_(model: nn.Module) -> nn.Module:
@@ -77,4 +252,29 @@ def remove_(model: nn.Module) -> nn.Module:
     for m in model.modules():
         if torch_prune.is_pruned(m) and hasattr(m, "weight_mask"):
             torch_prune.remove(m, "weight")
+    return model
+
+
+def save(model: nn.Module, path) -> str:
+    """Save the model's effective weights (zeros included, masks folded in) as safetensors.
+
+    The model is not changed. Load with `load(model, path)` into the same architecture."""
+    check_module(model, "model", "save")
+    sd = {}
+    for name, m in model.named_modules():
+        for pname, p in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
+            if hasattr(m, "weight_mask") and pname in ("weight_orig", "weight_mask"):
+                continue
+            sd[f"{name}.{pname}" if name else pname] = p.detach().contiguous().cpu()
+        if hasattr(m, "weight_mask"):
+            sd[f"{name}.weight" if name else "weight"] = m.weight.detach().contiguous().cpu()
+    save_file(sd, str(path))
+    return str(path)
+
+
+def load(model: nn.Module, path) -> nn.Module:
+    """Load weights saved by `save` into `model` (masks are removed first). In place; returns it."""
+    check_module(model, "model", "load")
+    remove_(model)
+    model.load_state_dict(load_file(str(path)), strict=True)
     return model

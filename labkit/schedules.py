@@ -1,0 +1,167 @@
+"""When and how much to prune: gradual schedules, the lottery ticket, per-layer sensitivity.
+
+Iterative pruning (seed 001 §3.2's five steps: train → rank weights → prune → retrain → repeat)
+with the automated gradual pruning (AGP) schedule of Zhu & Gupta 2017
+(https://arxiv.org/abs/1710.01878): from an initial sparsity s_i at step t0 to the final s_f
+in n pruning steps Δt apart,
+
+    s_t = s_f + (s_i − s_f) · (1 − (t − t0) / (n Δt))³        for t0 ≤ t ≤ t0 + n Δt
+
+(s_i before t0, s_f after): many weights go early, while they are redundant, few at the end.
+
+Lottery ticket (Frankle & Carbin 2019, https://arxiv.org/abs/1803.03635): train, prune a
+fraction p of the remaining weights by magnitude, *rewind* the survivors to their initial
+values θ₀ and train again; after r rounds the density is (1 − p)^r. The control keeps the
+same mask but draws new initial weights.
+
+Sensitivity (Han et al. 2015, https://arxiv.org/abs/1506.02626): prune one layer at a time at
+growing amounts and record the accuracy; a layer whose accuracy holds gets a higher ratio.
+"""
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import criteria, prune, sparsity, train
+from ._validate import _message, check_float, check_int, check_module, prunable_layers
+
+
+def agp_sparsity(t: int, s_f: float, s_i: float = 0.0, t0: int = 0, n: int = 10, dt: int = 1) -> float:
+    """s_t of Zhu & Gupta's schedule (see the module docstring)."""
+    t = check_int(t, "t", "agp_sparsity", low=0)
+    s_f = check_float(s_f, "s_f", "agp_sparsity", low=0, high=1, closed="left")
+    s_i = check_float(s_i, "s_i", "agp_sparsity", low=0, high=s_f)
+    t0 = check_int(t0, "t0", "agp_sparsity", low=0)
+    n = check_int(n, "n", "agp_sparsity", low=1)
+    dt = check_int(dt, "dt", "agp_sparsity", low=1)
+    if t < t0:
+        return s_i
+    frac = min(1.0, (t - t0) / (n * dt))
+    return s_f + (s_i - s_f) * (1.0 - frac) ** 3
+
+
+def _score(model, X, y, criterion):
+    return criteria.scores(model, X, y, criterion=criterion)
+
+
+def gradual_prune_(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amount, steps: int = 5,
+                   epochs_per_step: int = 2, fine_tune_epochs: int = 10, lr: float = 1e-3,
+                   criterion: str = "magnitude", scope: str = "layer", seed: int = 0,
+                   X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+                   fit_kwargs: dict | None = None) -> list[dict]:
+    """Prune → retrain `steps` times along the AGP schedule, then fine-tune. In place.
+
+    amount: final fraction s_f to remove (a float, or {layer: s_f} for per-layer ratios; each layer
+    follows its own s_t). Pruning step j = 1..steps prunes to s_j = agp_sparsity(j, s_f, n=steps),
+    then trains `epochs_per_step` epochs at constant `lr`; `fine_tune_epochs` more follow, with a
+    cosine-annealed lr. fit_kwargs: more arguments for `train.fit` (e.g. max_shift=0). Returns one dict per step: step, target, sparsity, val_accuracy (if X_val).
+    """
+    layers = prunable_layers(model, "model", "gradual_prune_")
+    steps = check_int(steps, "steps", "gradual_prune_", low=1)
+    epochs_per_step = check_int(epochs_per_step, "epochs_per_step", "gradual_prune_", low=0)
+    fine_tune_epochs = check_int(fine_tune_epochs, "fine_tune_epochs", "gradual_prune_", low=0)
+    seed = check_int(seed, "seed", "gradual_prune_", low=0)
+    finals = prune._amounts(amount, layers, "gradual_prune_")
+    history, kw = [], dict(fit_kwargs or {}, progress=False)
+
+    def record(step, target):
+        row = {"step": step, "target": target, "sparsity": sparsity.sparsity(model)}
+        if X_val is not None:
+            row["val_accuracy"] = train.accuracy(model, X_val, y_val)
+        history.append(row)
+
+    for j in range(1, steps + 1):
+        amounts = {name: agp_sparsity(j, s_f, n=steps) for name, s_f in finals.items()}
+        scores = {k: v for k, v in _score(model, X, y, criterion).items() if k in amounts}
+        prune.prune_by_scores_(model, scores, amounts if scope == "layer" else
+                               next(iter(amounts.values())), scope=scope)
+        train.fit(model, X, y, epochs=epochs_per_step, lr=lr, schedule="constant", seed=seed + j, **kw)
+        record(j, sum(amounts.values()) / len(amounts) if scope == "global" else amounts)
+    train.fit(model, X, y, epochs=fine_tune_epochs, lr=lr, schedule="cosine", seed=seed + steps + 1, **kw)
+    record(steps + 1, history[-1]["target"] if history else 0.0)
+    return history
+
+
+def rewind_(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Reset the weights to `state` (a state_dict of the unpruned model, e.g. θ₀), keeping the
+    masks: w_orig ← θ₀, so w = θ₀ · mask. In place; returns the model."""
+    check_module(model, "model", "rewind_")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            key = name[:-len("_orig")] if name.endswith("_orig") else name
+            if key not in state:
+                raise ValueError(_message("state", "rewind_", "a state_dict with every parameter of "
+                                          "model", f"no {key!r}"))
+            p.copy_(state[key])
+        for m in model.modules():                       # refresh w = w_orig · mask now
+            if hasattr(m, "weight_mask"):
+                m.weight = m.weight_orig * m.weight_mask
+    return model
+
+
+def lottery_ticket(make_model, X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor,
+                   y_test: torch.Tensor, rounds: int = 4, rate: float = 0.5, epochs: int = 10,
+                   lr: float = 2e-3, seed: int = 0, reinit_seed: int = 1000,
+                   fit_kwargs: dict | None = None) -> pd.DataFrame:
+    """Iterative magnitude pruning with rewinding to θ₀, against random re-initialization.
+
+    make_model(seed) → a fresh model. Round 0 trains the dense model; each round r = 1..rounds
+    prunes `rate` of the remaining weights of every layer (so density (1 − rate)^r), rewinds to
+    θ₀ and trains `epochs` epochs; the control trains the same mask from make_model(reinit_seed + r).
+    fit_kwargs: more arguments for `train.fit`. Returns a DataFrame: round, density, ticket (test accuracy), reinit (test accuracy).
+    """
+    rounds = check_int(rounds, "rounds", "lottery_ticket", low=1)
+    rate = check_float(rate, "rate", "lottery_ticket", low=0, high=1, closed="neither")
+    epochs = check_int(epochs, "epochs", "lottery_ticket", low=1)
+    seed = check_int(seed, "seed", "lottery_ticket", low=0)
+    model = check_module(make_model(seed), "make_model(seed)", "lottery_ticket")
+    theta0 = copy.deepcopy(model.state_dict())
+    fit = dict(fit_kwargs or {}, epochs=epochs, lr=lr, seed=seed, progress=False)
+    train.fit(model, X, y, **fit)
+    acc = train.accuracy(model, X_test, y_test)
+    rows = [{"round": 0, "density": 1.0, "ticket": acc, "reinit": acc}]
+    for r in range(1, rounds + 1):
+        prune.magnitude_(model, 1 - (1 - rate) ** r)    # counts the already-pruned zeros
+        rewind_(model, theta0)
+        train.fit(model, X, y, **fit)
+        control = make_model(reinit_seed + r)
+        prune.apply_masks_(control, prune.masks(model))
+        train.fit(control, X, y, **fit)
+        rows.append({"round": r, "density": sparsity.density(model),
+                     "ticket": train.accuracy(model, X_test, y_test),
+                     "reinit": train.accuracy(control, X_test, y_test)})
+    return pd.DataFrame(rows)
+
+
+def sensitivity(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amounts=(0.5, 0.7, 0.8, 0.9, 0.95),
+                criterion: str = "magnitude") -> pd.DataFrame:
+    """Accuracy on (X, y) with one layer pruned at a time (the others dense). `model` is unchanged.
+
+    Returns a DataFrame with one row per layer and one column per amount (plus "dense")."""
+    layers = prunable_layers(model, "model", "sensitivity")
+    amounts = [check_float(a, "amounts", "sensitivity", low=0, high=1, closed="left") for a in amounts]
+    dense = train.accuracy(model, X, y)
+    rows = []
+    scores = _score(model, X, y, criterion)
+    for name, _ in layers:
+        row = {"layer": name, "dense": dense}
+        for a in amounts:
+            m = prune.clone(model)
+            prune.prune_by_scores_(m, {name: scores[name]}, a)
+            row[a] = train.accuracy(m, X, y)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def ratios_from_sensitivity(table: pd.DataFrame, max_drop: float = 0.01) -> dict[str, float]:
+    """Per layer, the largest amount whose accuracy is within `max_drop` of dense (0.0 if none)."""
+    if not isinstance(table, pd.DataFrame) or "dense" not in table:
+        raise TypeError(_message("table", "ratios_from_sensitivity", "a DataFrame from sensitivity()",
+                                 type(table).__name__))
+    max_drop = check_float(max_drop, "max_drop", "ratios_from_sensitivity", low=0, high=1)
+    amounts = [c for c in table.columns if c != "dense"]
+    return {layer: max([0.0] + [a for a in amounts if row["dense"] - row[a] <= max_drop])
+            for layer, row in table.iterrows()}
