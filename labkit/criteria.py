@@ -87,10 +87,15 @@ def soft_threshold_(model: nn.Module, alpha: float) -> nn.Module:
     return model
 
 
-class ProximalAdam(torch.optim.Adam):
-    """Adam, then the proximal step of λ‖w‖₁ (soft threshold with α = lr · λ) on the parameter
-    groups that set `l1` > 0 — proximal gradient for an L1 penalty, which yields exact zeros.
-    Build it with `proximal_adam(model, lr, l1)`; pass it to `train.fit(optimizer=...)`."""
+class ProximalSGD(torch.optim.SGD):
+    """Proximal gradient descent (ISTA) for L(w) + λ‖w‖₁: a plain SGD step on L, then the soft
+    threshold with α = lr · λ on the parameter groups that set `l1` > 0,
+
+        w ← sign(v) · max(|v| − lr·λ, 0),   v = w − lr · ∂L/∂w
+
+    which puts weights at exactly zero. Build it with `proximal_sgd(model, lr, l1)` and pass it
+    to `train.fit(optimizer=...)`. (With Adam the step is rescaled per weight, so lr · λ is no
+    longer the proximal step of the update actually taken; ISTA is the textbook method.)"""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -102,12 +107,14 @@ class ProximalAdam(torch.optim.Adam):
         return loss
 
 
-def proximal_adam(model: nn.Module, lr: float = 2e-3, l1: float = 1e-4) -> ProximalAdam:
-    """ProximalAdam whose L1 strength λ = `l1` applies to the prunable weights (not biases)."""
-    layers = prunable_layers(model, "model", "proximal_adam")
-    lr = check_float(lr, "lr", "proximal_adam", low=0, closed="neither")
-    l1 = check_float(l1, "l1", "proximal_adam", low=0)
-    weights = {id(m.weight_orig if hasattr(m, "weight_orig") else m.weight) for _, m in layers}
+def proximal_sgd(model: nn.Module, lr: float = 0.05, l1: float = 1e-4, momentum: float = 0.0) -> ProximalSGD:
+    """ProximalSGD whose L1 strength λ = `l1` applies to the prunable weights (not to biases)."""
+    layers = prunable_layers(model, "model", "proximal_sgd")
+    lr = check_float(lr, "lr", "proximal_sgd", low=0, closed="neither")
+    l1 = check_float(l1, "l1", "proximal_sgd", low=0)
+    momentum = check_float(momentum, "momentum", "proximal_sgd", low=0, high=1, closed="left")
+    weights = {id(getattr(m, "weight_orig", m.weight)) for _, m in layers}
     ps = list(model.parameters())
-    return ProximalAdam([{"params": [p for p in ps if id(p) in weights], "l1": l1},
-                         {"params": [p for p in ps if id(p) not in weights], "l1": 0.0}], lr=lr)
+    return ProximalSGD([{"params": [p for p in ps if id(p) in weights], "l1": l1},
+                        {"params": [p for p in ps if id(p) not in weights], "l1": 0.0}],
+                       lr=lr, momentum=momentum)

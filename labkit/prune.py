@@ -67,32 +67,35 @@ def n_to_prune(amount: float, n: int) -> int:
 
 
 def _chunks(s: torch.Tensor, size: int = 1 << 24):
-    flat = s.reshape(-1)
+    """Flat views of `s` (of a contiguous tensor: writes go through) of at most `size` elements."""
+    flat = s.view(-1) if s.is_contiguous() else s.reshape(-1)
     for i in range(0, flat.numel(), size):
         yield flat[i:i + size]
 
 
 @torch.no_grad()
-def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int = 1 << 20) -> tuple[float, int]:
-    """(t, below): the k-th smallest (1-based) value over all `scores` and the number of
-    values < t. Exact; memory is a few chunks, not a copy of the scores. `sample` values
-    drawn with `seed` only choose the bracket, so they change the speed, never the result."""
+def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int = 1 << 20,
+                 absolute: bool = False) -> tuple[float, int]:
+    """(t, below): the k-th smallest (1-based) value over all `scores` (of |scores| if `absolute`)
+    and the number of values < t. Exact; extra memory is a few chunks, not a copy of the scores.
+    `sample` values drawn with `seed` only choose the bracket: they change the speed, not the result."""
     n = sum(s.numel() for s in scores)
     k = check_int(k, "k", "kth_smallest", low=1, high=max(n, 1))
+    f = torch.abs if absolute else (lambda c: c)
     gen = torch.Generator().manual_seed(seed)
     m = min(n, check_int(sample, "sample", "kth_smallest", low=1))
-    smp = torch.cat([s.reshape(-1)[torch.randint(s.numel(), (max(1, math.ceil(m * s.numel() / n)),),
-                                                    generator=gen)].float()
-                        for s in scores if s.numel()])
+    smp = torch.cat([f(s.reshape(-1)[torch.randint(s.numel(), (max(1, math.ceil(m * s.numel() / n)),),
+                                                   generator=gen)]).float() for s in scores if s.numel()])
     q = k / n
-    delta = 6 * math.sqrt(q * (1 - q) / len(smp)) + 2 / len(smp)   # ≈ 6 standard errors
-    rank = lambda f: min(len(smp), max(1, round(f * len(smp))))
+    delta = 6 * math.sqrt(q * (1 - q) / len(smp)) + 2 / len(smp)   # ≈ 6 standard errors of a quantile
+    rank = lambda x: min(len(smp), max(1, round(x * len(smp))))
     lo = smp.kthvalue(rank(q - delta)).values.item() if q - delta > 0 else -math.inf
     hi = smp.kthvalue(rank(q + delta)).values.item() if q + delta < 1 else math.inf
-    while True:
+    while True:                       # one pass: count below the bracket, gather inside it
         below, inside = 0, []
         for s in scores:
             for c in _chunks(s):
+                c = f(c)
                 below += int((c < lo).sum())
                 inside.append(c[(c >= lo) & (c <= hi)])
         inside = torch.cat(inside) if inside else torch.empty(0)
@@ -102,35 +105,51 @@ def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int 
         lo, hi = (-math.inf, lo) if k <= below else (hi, math.inf)   # rare: widen and retry
 
 
+def _keep_chunk(v: torch.Tensor, t: float, ties: int) -> tuple[torch.Tensor, int]:
+    """Keep v > t, and the ties v == t after the first `ties` of them. → (keep, ties still to prune)."""
+    keep = v > t
+    if ties > 0:
+        eq = (v == t).nonzero().squeeze(1)
+        keep[eq[ties:]] = True
+        ties -= min(ties, eq.numel())
+    else:
+        keep |= v == t
+    return keep, ties
+
+
+def _plan(values: list[torch.Tensor], amount: float, absolute: bool) -> tuple[float, int] | None:
+    """(t, number of ties at t to prune) so that round(amount · n) values are pruned; None: none."""
+    k = n_to_prune(amount, sum(v.numel() for v in values))
+    if k == 0:
+        return None
+    t, below = kth_smallest(values, k, absolute=absolute)
+    return t, k - below
+
+
 @torch.no_grad()
-def smallest_masks(scores: list[torch.Tensor], amount: float) -> list[torch.Tensor]:
-    """Keep-masks (bool) that prune the k = round(amount · Σn) smallest scores over all tensors."""
+def smallest_masks(scores: list[torch.Tensor], amount: float, absolute: bool = False) -> list[torch.Tensor]:
+    """Keep-masks (bool) that prune the k = round(amount · Σn) smallest scores over all tensors
+    (smallest |scores| if `absolute`). Ties at the threshold are pruned in order."""
     amount = check_float(amount, "amount", "smallest_masks", low=0, high=1, closed="left")
+    if not isinstance(scores, (list, tuple)) or not scores:
+        raise TypeError(_message("scores", "smallest_masks", "a non-empty list of tensors", type(scores).__name__))
     for s in scores:
         check_tensor(s, "scores", "smallest_masks")
-    n = sum(s.numel() for s in scores)
-    k = n_to_prune(amount, n)
-    if k == 0:
-        return [torch.ones_like(s, dtype=torch.bool) for s in scores]
-    t, below = kth_smallest(scores, k)
-    ties = k - below                                    # ties at t still to prune, in order
-    keep = []
-    for s in scores:
-        m = s > t
-        if ties > 0:
-            eq = (s == t).reshape(-1).nonzero().squeeze(1)
-            m.view(-1)[eq[ties:]] = True
-            ties -= min(ties, eq.numel())
-        else:
-            m |= s == t
-        keep.append(m)
-    return keep
+    plan = _plan(list(scores), amount, absolute)
+    out = [torch.ones(s.shape, dtype=torch.bool, device=s.device) for s in scores]
+    if plan is None:
+        return out
+    t, ties = plan
+    for s, o in zip(scores, out):
+        for c, oc in zip(_chunks(s), _chunks(o)):
+            oc[:], ties = _keep_chunk(c.abs() if absolute else c, t, ties)
+    return out
 
 
 def magnitude_mask(w: torch.Tensor, amount: float) -> torch.Tensor:
     """Keep-mask (bool) of one tensor: prune the round(amount · n) smallest |w|."""
     check_tensor(w, "w", "magnitude_mask")
-    return smallest_masks([w.detach().abs()], amount)[0]
+    return smallest_masks([w.detach()], amount, absolute=True)[0]
 
 
 # ---------------------------------------------------------------- model wrappers
@@ -189,40 +208,57 @@ def prune_by_scores_(model: nn.Module, scores: dict[str, torch.Tensor], amount, 
 
     scores: {layer name: tensor of the weight's shape, ≥ 0}. amount: fraction of the weights to be
     zero after the call (per layer, or of all scored weights for scope="global"); a dict
-    {layer: amount} gives per-layer ratios (scope "layer" only). Already-pruned weights have
+    {layer: amount} gives per-layer ratios (scope "layer" only; layers left out are not pruned). Already-pruned weights have
     weight 0 and, for |w| and |w·g|, score 0, so they are counted in the amount.
     permanent=True zeroes the weights in place and keeps no mask nor copy (`remove_` at once).
     """
-    layers = prunable_layers(model, "model", "prune_by_scores_")
-    check_choice(scope, "scope", "prune_by_scores_", ("layer", "global"))
+    return _prune_(model, scores, amount, scope, permanent, False, "prune_by_scores_")
+
+
+def _prune_(model, scores, amount, scope, permanent, absolute, func):
+    layers = prunable_layers(model, "model", func)
+    check_choice(scope, "scope", func, ("layer", "global"))
     modules = dict(layers)
     if not isinstance(scores, dict) or not scores or set(scores) - set(modules):
-        raise ValueError(_message("scores", "prune_by_scores_", "a non-empty dict keyed by prunable "
-                                  "layer names", type(scores).__name__))
-    amounts = _amounts(amount, [(n, None) for n in scores], "prune_by_scores_")
-    if scope == "global":
-        if isinstance(amount, dict):
-            raise ValueError(_message("amount", "prune_by_scores_", "a float when scope='global'", amount))
-        keep = dict(zip(scores, smallest_masks(list(scores.values()), amounts[next(iter(scores))])))
-    else:
-        keep = {n: smallest_masks([s], amounts[n])[0] for n, s in scores.items()}
-    if permanent:
-        with torch.no_grad():
-            for n, m in keep.items():
-                if hasattr(modules[n], "weight_mask"):
-                    torch_prune.remove(modules[n], "weight")
-                modules[n].weight.masked_fill_(~m, 0)
-        return model
-    return apply_masks_(model, keep)
+        raise ValueError(_message("scores", func, "a non-empty dict keyed by prunable layer names",
+                                  type(scores).__name__))
+    if scope == "global" and isinstance(amount, dict):
+        raise ValueError(_message("amount", func, "a float when scope='global'", amount))
+    amounts = _amounts(amount, [(n, None) for n in scores], func)
+    groups = [list(scores)] if scope == "global" else [[n] for n in scores if n in amounts]
+    if not permanent:
+        keep = {}
+        for g in groups:
+            keep.update(zip(g, smallest_masks([scores[n] for n in g], amounts[g[0]], absolute)))
+        return apply_masks_(model, keep)
+    with torch.no_grad():                                # zero in place, chunk by chunk, no masks
+        for g in groups:
+            plan = _plan([scores[n] for n in g], amounts[g[0]], absolute)
+            if plan is None:
+                continue
+            t, ties = plan
+            for n in g:
+                w, s = modules[n].weight, scores[n]
+                if w.is_contiguous() and s.is_contiguous():
+                    for wc, sc in zip(_chunks(w), _chunks(s)):
+                        keep, ties = _keep_chunk(sc.abs() if absolute else sc, t, ties)
+                        wc.masked_fill_(~keep, 0)
+                else:
+                    keep, ties = _keep_chunk((s.abs() if absolute else s).reshape(-1), t, ties)
+                    w.masked_fill_(~keep.view(w.shape), 0)
+    return model
 
 
 def magnitude_(model: nn.Module, amount, scope: str = "layer", permanent: bool = False) -> nn.Module:
     """Magnitude pruning in place: the masks equal torch.nn.utils.prune.l1_unstructured (scope
     "layer") or global_unstructured with L1Unstructured (scope "global") at the same amount on
-    a model without masks. Returns the model. See `prune_by_scores_` for amount and permanent."""
+    a model without masks. Returns the model. See `prune_by_scores_` for amount and permanent
+    (permanent=True needs no extra memory beyond a few chunks: the path for very large models)."""
     layers = prunable_layers(model, "model", "magnitude_")
-    scores = {n: m.weight.detach().abs() for n, m in layers}
-    return prune_by_scores_(model, scores, amount, scope=scope, permanent=permanent)
+    if permanent:
+        remove_(model)                                   # fold old masks into the weights first
+    weights = {n: m.weight.detach() for n, m in layers}   # |w| is taken chunk by chunk
+    return _prune_(model, weights, amount, scope, permanent, True, "magnitude_")
 
 
 magnitude = magnitude_   # DESIGN.md's name; it works in place (returns the model) like magnitude_

@@ -88,7 +88,7 @@ def prune_filters(model: nn.Module, amount) -> nn.Module:
     """A new, smaller dense model: remove the round(amount · C_out) filters/neurons of smallest L1
     norm from every layer but the last. amount: a float, or {layer name: amount}. `model` is unchanged.
     """
-    layers = _chain(copy.deepcopy(check_module(model, "model", "prune_filters")))
+    layers = _chain(check_module(model, "model", "prune_filters"))
     names = [n for n, _ in layers]
     if isinstance(amount, dict):
         if set(amount) - set(names[:-1]):

@@ -1,0 +1,62 @@
+"""labkit.count: hand counts of LeNet-5 and LeNet-300-100, sparse counts, latency, bad input."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+from labkit import count, models, prune
+
+
+def test_lenet300_100_hand_count():
+    m = models.lenet300_100()
+    assert count.params(m) == 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10 == 266610
+    assert count.macs(m, (1, 28, 28)) == 784 * 300 + 300 * 100 + 100 * 10 == 266200
+    assert count.macs(m, (784,)) == 266200
+
+
+def test_lenet5_hand_count():
+    m = models.lenet5()
+    # conv1: 6 filters 1×5×5 on a padded 28×28 → 28×28 outputs; conv2: 16 filters 6×5×5 on 14×14 → 10×10
+    conv1, conv2 = 28 * 28 * 6 * 1 * 25, 10 * 10 * 16 * 6 * 25
+    fc = 400 * 120 + 120 * 84 + 84 * 10
+    assert count.macs(m, (1, 28, 28)) == conv1 + conv2 + fc == 416520
+    assert count.params(m) == (6 * 25 + 6) + (16 * 150 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10) == 61706
+    df = count.layers(m, (1, 28, 28))
+    assert df["macs"].tolist() == [117600, 240000, 48000, 10080, 840]
+
+
+def test_conv_stride_groups():
+    m = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2, bias=False))
+    # output 8×4×4 (from 8×8), each output: (4/2)·3·3 = 18 MACs
+    assert count.macs(m, (4, 8, 8)) == 8 * 4 * 4 * 18
+    assert count.params(m) == 8 * 2 * 9
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(0.0, 0.99))
+def test_pruned_counts(amount):
+    m = prune.magnitude_(models.lenet300_100(seed=0), amount)
+    assert count.params(m) == 266610                                   # masks do not add parameters
+    nz_weights = sum(int(torch.count_nonzero(x.weight)) for x in m if isinstance(x, nn.Linear))
+    assert count.params(m, nonzero=True) == nz_weights + 410
+    expected = sum(round(n * (1 - a)) for n, a in [(235200, amount), (30000, amount), (1000, amount)])
+    assert count.macs(m, (784,), nonzero=True) == pytest.approx(expected, abs=3)
+    assert count.macs(m, (784,)) == 266200                             # a dense kernel does them all
+
+
+def test_latency_positive_and_model_mode_restored():
+    m = models.lenet5().train()
+    t = count.latency(m, torch.randn(2, 1, 28, 28), repeats=3, warmup=1)
+    assert t > 0 and m.training
+
+
+def test_bad_input():
+    m = models.lenet5()
+    with pytest.raises(TypeError, match="'input_shape' parameter of layers"):
+        count.macs(m, 28)
+    with pytest.raises(TypeError, match="'model' parameter of params"):
+        count.params("lenet")
+    with pytest.raises(ValueError, match="'repeats' parameter of latency"):
+        count.latency(m, torch.randn(1, 1, 28, 28), repeats=0)
+    with pytest.raises(TypeError, match="'x' parameter of latency"):
+        count.latency(m, [1, 2])
