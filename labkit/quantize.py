@@ -200,7 +200,7 @@ def fixed_point(w: torch.Tensor, p: int, bits: int | None = None) -> torch.Tenso
 
 
 # ----------------------------------------------------------------------------- k-means
-def kmeans(x: torch.Tensor, bits: int, seed: int = 0, iters: int = 30, init: str = "linear"):
+def kmeans(x: torch.Tensor, bits: int, seed: int = 0, iters: int = 50, init: str = "linear"):
     """Weight sharing by 1-D k-means (Lloyd) → (codebook (2^bits,), indices (x's shape, int64)).
 
     x ≈ codebook[indices]. init (Han et al. 2016 §3.1): "linear" spaces the k = 2^bits centroids
@@ -231,22 +231,33 @@ def kmeans(x: torch.Tensor, bits: int, seed: int = 0, iters: int = 30, init: str
     else:
         g = torch.Generator().manual_seed(seed)
         c = v[torch.randint(len(v), (k,), generator=g)].sort().values
-    idx = _assign(v, c)
+    vs = v.sort().values                     # on sorted values a cluster is a contiguous run,
+    csum = torch.cat([vs.new_zeros(1), vs.cumsum(0)])   # so its sum is a cumsum difference
+    edges = _edges(vs, c)
     for _ in range(iters):
-        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, idx, v)
-        counts = torch.bincount(idx, minlength=k)
+        counts = edges[1:] - edges[:-1]
+        sums = csum[edges[1:]] - csum[edges[:-1]]
         c = torch.where(counts > 0, sums / counts.clamp(min=1), c)
-        err = (v - c[idx]) ** 2
         empty = torch.nonzero(counts == 0).reshape(-1)
-        n_move = min(len(empty), int((err > 0).sum()))
-        if n_move:                                    # empty centroids → worst-fit values
-            c[empty[:n_move]] = v[err.topk(n_move).indices]
+        n_move = 0
+        if len(empty):                       # empty centroids → the worst-fit values
+            err = (vs - c.repeat_interleave(counts)) ** 2
+            n_move = min(len(empty), int((err > 0).sum()))
+            if n_move:
+                c[empty[:n_move]] = vs[err.topk(n_move).indices]
         c = c.sort().values
-        new = _assign(v, c)
-        if torch.equal(new, idx) and not n_move:
+        new = _edges(vs, c)
+        if torch.equal(new, edges) and not n_move:
             break
-        idx = new
-    return c.to(x.dtype), idx.reshape(x.shape)
+        edges = new
+    return c.to(x.dtype), _assign(v, c).reshape(x.shape)
+
+
+def _edges(vs: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Cluster k of the sorted values vs is vs[e_k : e_(k+1)] (the same rule as `_assign`)."""
+    mid = (c[1:] + c[:-1]) / 2
+    n = torch.tensor([len(vs)])
+    return torch.cat([torch.zeros(1, dtype=torch.int64), torch.searchsorted(vs, mid, right=True), n])
 
 
 def _assign(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
