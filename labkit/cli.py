@@ -1,8 +1,11 @@
 """`labkit` command line: run the notebooks as reports.
 
     labkit list                          notebooks, their parameters and defaults
-    labkit run 01 -p tau 0.05            one notebook with other parameters → reports/<name>.ipynb + .html
+    labkit run 01 -p tau 0.05            one notebook with other parameters → reports/<name>.ipynb,
+                                         .html, and .json (its parameters and recorded metrics)
     labkit run all --force               every notebook (what `make report` does)
+    labkit sweep 01 -g tau=0.02,0.05 -g seed=0,1 [--workers 2 | --dask ADDRESS]
+                                         a grid of runs → reports/sweeps/01_…/sweep.csv, .parquet, pareto.png
 
 A parameter's name and type are checked against the notebook's `parameters` cell before anything
 runs (a typo lists the valid names). A report is written atomically: the notebook executes into a
@@ -14,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from . import report
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -102,7 +108,11 @@ def _atomic_write_text(text: str, dest: Path) -> None:
 
 def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = False,
                  html: bool = True, progress: bool = True) -> Path:
-    """Execute `path` with `parameters` into out_dir/<name>.ipynb (+ .html). Returns the .ipynb path."""
+    """Execute `path` with `parameters` into out_dir/<name>.ipynb (+ .html, + .json metrics).
+
+    Returns the .ipynb path. The .json sidecar holds the parameters and the metrics the
+    notebook recorded with `labkit.report.record`.
+    """
     import nbformat
     import papermill
 
@@ -116,10 +126,13 @@ def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = Fals
     try:
         papermill.execute_notebook(str(path), tmp, parameters=parameters, cwd=str(path.parent),
                                    kernel_name="python3", progress_bar=progress)
+        executed = nbformat.read(tmp, as_version=4)
+        metrics = {"notebook": path.stem, "parameters": parameters, "metrics": report.read(executed)}
+        _atomic_write_text(json.dumps(metrics, indent=1, sort_keys=True), dest.with_suffix(".json"))
         if html:
             from nbconvert import HTMLExporter
 
-            body, _ = HTMLExporter().from_notebook_node(nbformat.read(tmp, as_version=4))
+            body, _ = HTMLExporter().from_notebook_node(executed)
             _atomic_write_text(body, dest.with_suffix(".html"))
         os.replace(tmp, dest)
     finally:
@@ -162,6 +175,48 @@ def cmd_run(args) -> int:
     return 1 if failed else 0
 
 
+def parse_grid(path: Path, specs: list[str]) -> dict[str, list]:
+    """["tau=0.02,0.05", "seed=0,1"] → {"tau": [0.02, 0.05], "seed": [0, 1]}, type-checked."""
+    axes = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not values:
+            raise UsageError(f"-g takes NAME=V1,V2,...; got {spec!r}")
+        axes[name] = [check_parameters(path, [(name, v)])[name] for v in values.split(",")]
+    return axes
+
+
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    path = find_notebook(args.notebook, Path(args.notebooks))
+    axes = parse_grid(path, args.grid or [])
+    if not axes:
+        raise UsageError("give at least one -g NAME=V1,V2,...")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1. Got {args.workers}.")
+    out = Path(args.out) if args.out else Path("reports") / "sweeps" / path.stem
+    if (out / "sweep.csv").exists() and not args.force:
+        raise UsageError(f"{out / 'sweep.csv'} exists; pass --force to replace it.")
+    points = sweep.grid(axes)
+    start = time.perf_counter()
+    table = sweep.sweep(path, points, out, workers=args.workers, dask_address=args.dask,
+                        progress=not args.quiet)
+    fig = sweep.pareto_plot(table)
+    if fig is not None:
+        fig.savefig(out / "pareto.png", dpi=120)
+    failed = table[table["status"] != "ok"]
+    print(table.drop(columns=["report"]).to_string(index=False))
+    print(f"{len(table)} runs in {time.perf_counter() - start:.1f} s → {out}/sweep.csv, sweep.parquet")
+    for _, row in failed.iterrows():
+        print(f"FAILED {run_label(row, axes)}: {row['error']}", file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
+def run_label(row, axes) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in axes)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", default=str(NOTEBOOKS), help="folder of the notebooks")
@@ -175,9 +230,18 @@ def main(argv=None) -> int:
     run.add_argument("--force", action="store_true", help="replace an existing report")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sw = sub.add_parser("sweep", help="run a notebook over a parameter grid, one table of metrics")
+    sw.add_argument("notebook", help="'01', a notebook name or path")
+    sw.add_argument("-g", "--grid", action="append", metavar="NAME=V1,V2",
+                    help="values of one parameter (repeatable; the grid is their product)")
+    sw.add_argument("-w", "--workers", type=int, default=2, help="local processes (default 2)")
+    sw.add_argument("--dask", metavar="ADDRESS", help="send the runs to this Dask scheduler instead")
+    sw.add_argument("-o", "--out", help="output folder (default reports/sweeps/<notebook>)")
+    sw.add_argument("--force", action="store_true", help="replace an existing sweep table")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        return {"list": cmd_list, "run": cmd_run}[args.command](args)
+        return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep}[args.command](args)
     except UsageError as e:
         print(f"labkit: {e}", file=sys.stderr)
         return 2

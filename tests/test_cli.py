@@ -1,4 +1,5 @@
 """`labkit run`: parameters checked against the notebook, reports written atomically."""
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from labkit import cli
 
 
-def make_notebook(path, body="print('tau is', tau)"):
+def make_notebook(path, body="print('tau is', tau)\nfrom labkit import report\n_ = report.record(tau=tau, n=n)"):
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("tau = 0.05  # threshold\nn = 3\nname = 'x'\nflag = False")
     params.metadata["tags"] = ["parameters"]
@@ -64,13 +65,16 @@ def test_run_writes_report_and_html_and_never_overwrites_without_force(nbdir, tm
     assert cli.main(["--notebooks", str(nbdir), "run", "01", "-p", "tau", "0.25", "-o", str(out), "-q"]) == 0
     report = nbformat.read(out / "01_demo.ipynb", as_version=4)
     assert "tau is 0.25" in report.cells[-1].outputs[0]["text"]
+    sidecar = json.loads((out / "01_demo.json").read_text())
+    assert sidecar == {"notebook": "01_demo", "parameters": {"tau": 0.25},
+                       "metrics": {"tau": 0.25, "n": 3}}
     assert (out / "01_demo.html").stat().st_size > 1000
     assert (nbdir / "01_demo.ipynb").read_bytes() == source            # source untouched
     before = (out / "01_demo.ipynb").read_bytes()
     assert cli.main(["--notebooks", str(nbdir), "run", "01", "-o", str(out), "-q"]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
     assert (out / "01_demo.ipynb").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["01_demo.html", "01_demo.ipynb"]
+    assert sorted(p.name for p in out.iterdir()) == ["01_demo.html", "01_demo.ipynb", "01_demo.json"]
 
 
 def test_a_failed_run_keeps_the_previous_report_and_leaves_no_partial_file(nbdir, tmp_path, capsys):
