@@ -66,7 +66,7 @@ def n_to_prune(amount: float, n: int) -> int:
     return round(amount * n)
 
 
-def _chunks(s: torch.Tensor, size: int = 1 << 24):
+def _chunks(s: torch.Tensor, size: int = 1 << 22):
     """Flat views of `s` (of a contiguous tensor: writes go through) of at most `size` elements."""
     flat = s.view(-1) if s.is_contiguous() else s.reshape(-1)
     for i in range(0, flat.numel(), size):
@@ -96,25 +96,25 @@ def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int 
         for s in scores:
             for c in _chunks(s):
                 c = f(c)
-                below += int((c < lo).sum())
+                below += int(torch.count_nonzero(c < lo))
                 inside.append(c[(c >= lo) & (c <= hi)])
         inside = torch.cat(inside) if inside else torch.empty(0)
         if below < k <= below + inside.numel():
             t = inside.kthvalue(k - below).values
-            return t.item(), below + int((inside < t).sum())
+            return t.item(), below + int(torch.count_nonzero(inside < t))
         lo, hi = (-math.inf, lo) if k <= below else (hi, math.inf)   # rare: widen and retry
 
 
-def _keep_chunk(v: torch.Tensor, t: float, ties: int) -> tuple[torch.Tensor, int]:
-    """Keep v > t, and the ties v == t after the first `ties` of them. → (keep, ties still to prune)."""
-    keep = v > t
+def _drop_chunk(v: torch.Tensor, t: float, ties: int) -> tuple[torch.Tensor, int]:
+    """Drop v < t, and the first `ties` of v == t. → (drop mask, ties still to drop)."""
+    drop = v < t
     if ties > 0:
-        eq = (v == t).nonzero().squeeze(1)
-        keep[eq[ties:]] = True
-        ties -= min(ties, eq.numel())
-    else:
-        keep |= v == t
-    return keep, ties
+        eq = v == t
+        if bool(eq.any()):
+            idx = eq.nonzero().squeeze(1)[:ties]
+            drop[idx] = True
+            ties -= idx.numel()
+    return drop, ties
 
 
 def _plan(values: list[torch.Tensor], amount: float, absolute: bool) -> tuple[float, int] | None:
@@ -142,7 +142,8 @@ def smallest_masks(scores: list[torch.Tensor], amount: float, absolute: bool = F
     t, ties = plan
     for s, o in zip(scores, out):
         for c, oc in zip(_chunks(s), _chunks(o)):
-            oc[:], ties = _keep_chunk(c.abs() if absolute else c, t, ties)
+            drop, ties = _drop_chunk(c.abs() if absolute else c, t, ties)
+            oc.masked_fill_(drop, False)
     return out
 
 
@@ -241,11 +242,11 @@ def _prune_(model, scores, amount, scope, permanent, absolute, func):
                 w, s = modules[n].weight, scores[n]
                 if w.is_contiguous() and s.is_contiguous():
                     for wc, sc in zip(_chunks(w), _chunks(s)):
-                        keep, ties = _keep_chunk(sc.abs() if absolute else sc, t, ties)
-                        wc.masked_fill_(~keep, 0)
+                        drop, ties = _drop_chunk(sc.abs() if absolute else sc, t, ties)
+                        wc.masked_fill_(drop, 0)
                 else:
-                    keep, ties = _keep_chunk((s.abs() if absolute else s).reshape(-1), t, ties)
-                    w.masked_fill_(~keep.view(w.shape), 0)
+                    drop, ties = _drop_chunk((s.abs() if absolute else s).reshape(-1), t, ties)
+                    w.masked_fill_(drop.view(w.shape), 0)
     return model
 
 
