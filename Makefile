@@ -24,5 +24,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadscope tests notebooks --nbval \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
+# Student notebooks: every solution region replaced by a stub, its outputs cleared.
+students: $(STAMP)
+	$(BIN)/labkit students --out build/students
+
 clean:
 	rm -rf reports build .pytest_cache

@@ -6,6 +6,7 @@
     labkit run all --force               every notebook (what `make report` does)
     labkit sweep 01 -g tau=0.02,0.05 -g seed=0,1 [--workers 2 | --dask ADDRESS]
                                          a grid of runs → reports/sweeps/01_…/sweep.csv, .parquet, pareto.png
+    labkit students                      student notebooks (solutions stubbed) → build/students/
 
 A parameter's name and type are checked against the notebook's `parameters` cell before anything
 runs (a typo lists the valid names). A report is written atomically: the notebook executes into a
@@ -217,6 +218,15 @@ def run_label(row, axes) -> str:
     return ", ".join(f"{k}={row[k]}" for k in axes)
 
 
+def cmd_students(args) -> int:
+    from . import students
+
+    made = students.generate(Path(args.notebooks), Path(args.out))
+    for name, n in made.items():
+        print(f"{Path(args.out) / name}.ipynb: {n} exercise{'s' * (n != 1)}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", default=str(NOTEBOOKS), help="folder of the notebooks")
@@ -239,9 +249,12 @@ def main(argv=None) -> int:
     sw.add_argument("-o", "--out", help="output folder (default reports/sweeps/<notebook>)")
     sw.add_argument("--force", action="store_true", help="replace an existing sweep table")
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    st = sub.add_parser("students", help="student notebooks: solutions replaced by stubs")
+    st.add_argument("-o", "--out", default="build/students", help="output folder (default build/students)")
     args = parser.parse_args(argv)
     try:
-        return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep}[args.command](args)
+        return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep,
+                "students": cmd_students}[args.command](args)
     except UsageError as e:
         print(f"labkit: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,311 @@
+"""Automatic checks for the exercises: write the core of a technique, get specific feedback.
+
+    from labkit import check
+    def my_threshold(w, tau):
+        ...
+    check.threshold(my_threshold)
+
+Each check runs the student's function on edge cases and seeded random cases, smallest first,
+against labkit's reference implementation (itself tested against torch where they overlap). It
+prints how many cases passed or, at the first failure, the smallest failing input, what was
+expected and what came back, and a hint — never the solution. A function that still raises
+NotImplementedError is reported as "not implemented yet", so an unsolved notebook runs to the end.
+Every check returns True (all passed) or False.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import coding, distill, lowrank, prune, quantize, structured
+
+
+def _fmt(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor{tuple(x.shape)} {x.detach().flatten()[:8].tolist()}" + ("…" if x.numel() > 8 else "")
+    if isinstance(x, (list, tuple)) and x and isinstance(x[0], torch.Tensor):
+        return "[" + ", ".join(_fmt(t) for t in x) + "]"
+    if isinstance(x, nn.Linear):
+        return f"Linear({x.in_features}, {x.out_features})"
+    return repr(x)
+
+
+def _run(name: str, fn, cases: list[dict], compare, hint) -> bool:
+    """cases: [{"args": tuple, "size": int}]; compare(args, got) → None if right, else a message."""
+    if not callable(fn):
+        raise TypeError(f"The 'fn' parameter of check.{name} must be a function. Got {type(fn).__name__} instead.")
+    cases = sorted(cases, key=lambda c: c["size"])
+    for case in cases:
+        args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case["args"])
+        try:
+            got = fn(*args)
+        except NotImplementedError:
+            print(f"… {name}: not implemented yet — write the function, then run this cell again.")
+            return False
+        except Exception as e:  # noqa: BLE001 — report the student's error with the input
+            print(f"✗ {name}: raised {type(e).__name__}: {e}\n  on input {', '.join(map(_fmt, case['args']))}")
+            return False
+        for a, b in zip(args, case["args"]):
+            if isinstance(a, torch.Tensor) and not torch.equal(a, b):
+                print(f"✗ {name}: changed its input {_fmt(b)} in place; return a new tensor instead.")
+                return False
+        problem = compare(case["args"], got)
+        if problem:
+            print(f"✗ {name}: fails on the smallest failing input {', '.join(map(_fmt, case['args']))}\n"
+                  f"  {problem}\n  hint: {hint(case['args'], got)}")
+            return False
+    print(f"✓ {name}: all {len(cases)} cases passed (edge cases and random ones).")
+    return True
+
+
+def _same(expected, got, atol=1e-6) -> str | None:
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if not torch.allclose(got.to(expected.dtype), expected, atol=atol, rtol=1e-5):
+        return f"expected {_fmt(expected)}\n  got      {_fmt(got)}"
+    return None
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------ 01: threshold pruning
+def threshold(fn) -> bool:
+    """fn(w, tau) → a new tensor with every |w| < τ set to 0 (seed 001 §4.2)."""
+    cases = [{"args": (torch.tensor([2.0, -2.0, 1.0, -1.0, 3.0]), 2.0), "size": 5},
+             {"args": (torch.tensor([[1., 2, 0, 3], [4, 0, 5, 6], [7, 8, 0, 9]]), 2.0), "size": 12},
+             {"args": (torch.tensor([0.5, -0.5]), 0.0), "size": 2}]
+    for i in range(20):
+        w = torch.randn(3 + i, 4, generator=_gen(i))
+        cases.append({"args": (w, float(w.abs().median())), "size": w.numel()})
+
+    def hint(args, got):
+        w, tau = args
+        if isinstance(got, torch.Tensor) and torch.equal(got, w.masked_fill(w.abs() <= tau, 0)):
+            return "a weight equal to τ is kept: the rule is strict, |w| < τ."
+        if isinstance(got, torch.Tensor) and torch.equal(got, w.masked_fill(w < tau, 0)):
+            return "negative weights are large too: compare the magnitude |w| with τ."
+        return "prune by magnitude, keep every other weight unchanged."
+
+    return _run("threshold", fn, cases, lambda a, got: _same(prune.threshold(*a), got), hint)
+
+
+# ------------------------------------------------------------------ 02: global magnitude mask
+def global_magnitude_mask(fn) -> bool:
+    """fn(weights: list of tensors, amount) → list of bool keep-masks that prune the
+    round(amount · N) smallest |w| over all N weights together (global_unstructured)."""
+    cases = [{"args": ([torch.tensor([0.1, -3.0]), torch.tensor([[2.0, -0.2], [0.3, 1.0]])], 0.5), "size": 6},
+             {"args": ([torch.tensor([1.0, -2.0, 3.0])], 0.0), "size": 3}]
+    for i in range(15):
+        ws = [torch.randn(4 + i, 3, generator=_gen(i)) * (j + 1) for j in range(3)]
+        cases.append({"args": (ws, 0.1 + 0.05 * i), "size": sum(w.numel() for w in ws)})
+
+    def compare(args, got):
+        ref = prune.smallest_masks(list(args[0]), args[1], absolute=True)
+        if not isinstance(got, (list, tuple)) or len(got) != len(ref):
+            return f"expected a list of {len(ref)} masks, got {type(got).__name__}"
+        for r, g in zip(ref, got):
+            problem = _same(r, torch.as_tensor(g).bool(), atol=0)
+            if problem:
+                return problem
+        return None
+
+    def hint(args, got):
+        ws, amount = args
+        if isinstance(got, (list, tuple)) and len(got) == len(ws):
+            k = [int((~torch.as_tensor(g).bool()).sum()) for g in got]
+            if all(ki == round(amount * w.numel()) for ki, w in zip(k, ws)):
+                return "this prunes each layer by `amount`; the threshold must be one for all layers together."
+            total = sum(w.numel() for w in ws)
+            if sum(k) != round(amount * total):
+                return f"exactly round(amount · N) = {round(amount * total)} weights must go, not {sum(k)}."
+        return "rank all |w| of all layers together; the k smallest are pruned (mask False)."
+
+    return _run("global_magnitude_mask", fn, cases, compare, hint)
+
+
+# ------------------------------------------------------------------ 03: filters by L1 norm
+def keep_filters(fn) -> bool:
+    """fn(w (C_out, C_in, kh, kw), amount) → sorted indices of the filters kept: all but the
+    round(amount · C_out) filters of smallest L1 norm Σ|F_j| (Li et al. 2017)."""
+    cases = []
+    for i in range(12):
+        w = torch.randn(4 + i, 3, 3, 3, generator=_gen(i))
+        w[0] *= 0.1                                              # one clearly weak filter
+        cases.append({"args": (w, 0.25 + 0.02 * i), "size": w.numel()})
+
+    def hint(args, got):
+        w, amount = args
+        l2 = torch.linalg.vector_norm(w.flatten(1), dim=1)
+        n_keep = w.shape[0] - round(amount * w.shape[0])
+        if isinstance(got, torch.Tensor) and torch.equal(got.sort().values, l2.topk(n_keep).indices.sort().values):
+            return "that ranks filters by their L2 norm; Li et al. use the L1 norm Σ|w|."
+        return "one norm per output filter (dimension 0), summed over its input channels and kernel."
+
+    return _run("keep_filters", fn, cases,
+                lambda a, got: _same(structured.keep_filters(*a), torch.as_tensor(got).long(), atol=0), hint)
+
+
+# ------------------------------------------------------------------ 04: affine scale and zero point
+def affine_qparams(fn) -> bool:
+    """fn(x, bits) → (scale, zero_point) of per-tensor affine quantization, as torch's
+    MinMaxObserver: range widened to contain 0, s = (max − min)/(2^b − 1), z = −round(min/s)."""
+    cases = [{"args": (torch.tensor([1.0, 2.0, 3.0]), 8), "size": 3},
+             {"args": (torch.tensor([-1.0, 0.5, 3.0]), 4), "size": 3}]
+    for i in range(15):
+        x = torch.randn(10 + i, generator=_gen(i)) * (i + 1) + (i - 7)
+        cases.append({"args": (x, 2 + i % 7), "size": x.numel()})
+
+    def compare(args, got):
+        _, s, z = quantize.quantize(args[0], bits=args[1], scheme="affine")
+        try:
+            gs, gz = (float(v) for v in got)
+        except (TypeError, ValueError):
+            return f"expected (scale, zero_point), got {got!r}"
+        if not math.isclose(gs, float(s), rel_tol=1e-5) or round(gz) != int(z):
+            return f"expected scale {float(s):.6g}, zero_point {int(z)}; got scale {gs:.6g}, zero_point {gz:g}"
+        return None
+
+    def hint(args, got):
+        x, bits = args
+        lo, hi = float(x.min()), float(x.max())
+        try:
+            gs = float(got[0])
+        except Exception:  # noqa: BLE001
+            return "return a pair (scale, zero_point)."
+        if math.isclose(gs, (hi - lo) / (2 ** bits - 1), rel_tol=1e-5) and lo > 0:
+            return "the range must contain 0 (use min(x.min(), 0) and max(x.max(), 0)) so 0 is exact."
+        if math.isclose(gs, (max(hi, 0) - min(lo, 0)) / 2 ** bits, rel_tol=1e-5):
+            return "b bits give 2^b − 1 steps between q_min and q_max, not 2^b."
+        return "the zero point is the integer that 0.0 maps to: z = −round(min / s), clamped to [0, 2^b − 1]."
+
+    return _run("affine_qparams", fn, cases, compare, hint)
+
+
+# ------------------------------------------------------------------ 04: the straight-through estimator
+def fake_quantize_ste(fn) -> bool:
+    """fn(x, scale, zero_point, q_min, q_max) → x̂ = (clamp(round(x/s) + z) − z)·s whose gradient is
+    1 inside [ (q_min − z)·s, (q_max − z)·s ] and 0 outside (straight-through estimator)."""
+    cases = []
+    for i in range(12):
+        x = torch.randn(6 + i, generator=_gen(i)) * 3
+        cases.append({"args": (x, 0.1 + 0.05 * i, i % 5, 0, 15 + 8 * i), "size": x.numel()})
+
+    def run_both(args):
+        x, s, z, lo, hi = args
+        xr = x.clone().requires_grad_(True)
+        ref = torch.fake_quantize_per_tensor_affine(xr, s, z, lo, hi)
+        ref.sum().backward()
+        return ref.detach(), xr.grad
+
+    def compare(args, got):
+        ref, ref_grad = run_both(args)
+        problem = _same(ref, got.detach() if isinstance(got, torch.Tensor) else got, atol=1e-5)
+        if problem:
+            return "forward: " + problem
+        xg = args[0].clone().requires_grad_(True)
+        out = fn(xg, *args[1:])
+        if not out.requires_grad:
+            return "the output has no gradient: round() must not cut the graph (STE)"
+        out.sum().backward()
+        return _same(ref_grad, xg.grad, atol=0) and "backward: " + _same(ref_grad, xg.grad, atol=0)
+
+    def hint(args, got):
+        return ("forward rounds and clamps; backward passes the gradient unchanged where x was inside the "
+                "clipping range and 0 where it was clamped — e.g. x + (x̂ − x).detach() times a range mask.")
+
+    return _run("fake_quantize_ste", fn, cases, compare, hint)
+
+
+# ------------------------------------------------------------------ 05: distillation loss
+def kd_loss(fn) -> bool:
+    """fn(student_logits, teacher_logits, target, T, alpha) → (1−α)·CE + α·T²·KL(p_t ‖ p_s), batch mean."""
+    cases = []
+    for i in range(12):
+        g = _gen(i)
+        n, k = 2 + i, 3 + i % 5
+        cases.append({"args": (torch.randn(n, k, generator=g) * 3, torch.randn(n, k, generator=g) * 3,
+                               torch.randint(0, k, (n,), generator=g), 1.0 + i, (i % 5) / 4), "size": n * k})
+
+    def hint(args, got):
+        s, t, y, T, a = args
+        ref = distill.kd_loss(s, t, y, T, a)
+        if isinstance(got, torch.Tensor) and T != 1 and a > 0:
+            no_t2 = distill.kd_loss(s, t, y, T, a) - a * (T * T - 1) * _kl(t, s, T)
+            if torch.allclose(got, no_t2, atol=1e-5):
+                return "multiply the soft term by T²: it keeps its gradients' scale as T grows (Hinton et al.)."
+            if torch.allclose(got, (1 - a) * torch.nn.functional.cross_entropy(s, y) + a * T * T * _kl(s, t, T), atol=1e-5):
+                return "KL(p_teacher ‖ p_student): the teacher's softened distribution comes first."
+        return f"expected {float(ref):.6f}; soften both logits by T, KL from teacher to student, mean over the batch."
+
+    return _run("kd_loss", fn, cases, lambda a, got: _same(distill.kd_loss(*a), got, atol=1e-5), hint)
+
+
+def _kl(p_logits, q_logits, T):
+    lp, lq = (torch.log_softmax(z / T, -1) for z in (p_logits, q_logits))
+    return (lp.exp() * (lp - lq)).sum(-1).mean()
+
+
+# ------------------------------------------------------------------ 06: low rank
+def svd_linear(fn) -> bool:
+    """fn(layer: nn.Linear, rank) → a module computing the best rank-r approximation W_r x + b."""
+    cases = []
+    for i in range(8):
+        torch.manual_seed(i)
+        layer = nn.Linear(6 + i, 4 + i)
+        cases.append({"args": (layer, 1 + i % 3), "size": layer.weight.numel()})
+
+    def compare(args, got):
+        layer, r = args
+        if not isinstance(got, nn.Module):
+            return f"expected an nn.Module, got {type(got).__name__}"
+        x = torch.randn(5, layer.in_features, generator=_gen(0))
+        with torch.no_grad():
+            problem = _same(lowrank.svd_linear(layer, r)(x), got(x), atol=1e-4)
+        n = sum(p.numel() for p in got.parameters())
+        if problem:
+            return problem
+        if n > r * (layer.in_features + layer.out_features) + layer.out_features:
+            return f"{n} parameters; a rank-{r} factorization needs r·(in + out) + out"
+        return None
+
+    def hint(args, got):
+        return ("W ≈ U_r diag(S_r) V_rᵀ: the first layer maps in → r, the second r → out; the singular values "
+                "belong in one of the two factors, and the bias in the second layer.")
+
+    return _run("svd_linear", fn, cases, compare, hint)
+
+
+# ------------------------------------------------------------------ 07: Huffman code lengths
+def huffman_lengths(fn) -> bool:
+    """fn(symbols: list of ints) → {symbol: code length} of an optimal prefix code (Huffman)."""
+    cases = [{"args": ([0, 0, 0, 0, 1, 1, 2, 3],), "size": 8},              # dyadic: 1, 2, 3, 3
+             {"args": ([5, 5, 5, 5, 5],), "size": 5},                       # one symbol: 1 bit
+             {"args": ([1, 2],), "size": 2}]
+    for i in range(12):
+        sym = torch.randint(0, 3 + i, (20 + 10 * i,), generator=_gen(i)).pow(2).remainder(3 + i).tolist()
+        cases.append({"args": (sym,), "size": len(sym)})
+
+    def compare(args, got):
+        freq = coding.counts(args[0])
+        if not isinstance(got, dict) or set(got) != set(freq):
+            return f"expected a length for each symbol {sorted(freq)}, got {got!r}"
+        if any(not isinstance(l, int) or l < 1 for l in got.values()):
+            return "every code length must be an int ≥ 1"
+        if sum(2.0 ** -l for l in got.values()) > 1 + 1e-12:
+            return "these lengths break Kraft's inequality Σ 2^−ℓ ≤ 1: no prefix code has them"
+        total, best = sum(freq[s] * got[s] for s in freq), coding.huffman_bits(args[0])
+        if total != best:
+            return f"total {total} bits; an optimal prefix code needs {best}"
+        return None
+
+    def hint(args, got):
+        return ("repeatedly merge the two least frequent subtrees; every merge adds one bit to the code of each "
+                "symbol inside them. A fixed-length or ⌈−log₂ p⌉ code is a prefix code but not optimal.")
+
+    return _run("huffman_lengths", fn, cases, compare, hint)

@@ -1,0 +1,181 @@
+"""Each exercise check passes labkit's reference and catches at least two plausible wrong answers."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labkit import check, coding, distill, lowrank, prune, quantize, structured
+
+
+def not_yet(*args):
+    raise NotImplementedError
+
+
+def run(check_fn, fn, capsys):
+    ok = check_fn(fn)
+    return ok, capsys.readouterr().out
+
+
+def expect_fail(check_fn, fn, capsys, hint=None):
+    ok, out = run(check_fn, fn, capsys)
+    assert not ok and out.startswith("✗"), out
+    if hint:
+        assert hint in out, out
+    return out
+
+
+# ---- threshold
+def test_threshold(capsys):
+    assert run(check.threshold, prune.threshold, capsys)[0]
+    expect_fail(check.threshold, lambda w, t: w.masked_fill(w.abs() <= t, 0), capsys, "strict")
+    expect_fail(check.threshold, lambda w, t: w.masked_fill(w < t, 0), capsys, "magnitude |w|")
+    out = expect_fail(check.threshold, lambda w, t: w.masked_fill_(w.abs() < t, 0), capsys)
+    assert "in place" in out
+    ok, out = run(check.threshold, not_yet, capsys)
+    assert not ok and "not implemented yet" in out
+
+
+# ---- global magnitude
+def per_layer(ws, amount):
+    return [prune.magnitude_mask(w, amount) for w in ws]
+
+
+def keeps_k_smallest(ws, amount):
+    masks = prune.smallest_masks(list(ws), amount, absolute=True)
+    return [~m for m in masks]
+
+
+def test_global_magnitude_mask(capsys):
+    assert run(check.global_magnitude_mask, lambda ws, a: prune.smallest_masks(list(ws), a, absolute=True), capsys)[0]
+    expect_fail(check.global_magnitude_mask, per_layer, capsys, "one for all layers")
+    expect_fail(check.global_magnitude_mask, keeps_k_smallest, capsys)
+    expect_fail(check.global_magnitude_mask, lambda ws, a: prune.smallest_masks(list(ws), a, absolute=False), capsys)
+    assert "not implemented" in run(check.global_magnitude_mask, not_yet, capsys)[1]
+
+
+# ---- filters
+def test_keep_filters(capsys):
+    assert run(check.keep_filters, structured.keep_filters, capsys)[0]
+
+    def l2(w, a):
+        n = torch.linalg.vector_norm(w.flatten(1), dim=1)
+        return n.topk(w.shape[0] - round(a * w.shape[0])).indices.sort().values
+    expect_fail(check.keep_filters, l2, capsys)
+
+    def wrong_axis(w, a):
+        n = w.abs().sum(dim=(0, 2, 3))                           # per input channel
+        k = min(len(n), w.shape[0] - round(a * w.shape[0]))
+        return n.topk(k).indices.sort().values
+    expect_fail(check.keep_filters, wrong_axis, capsys)
+
+
+# ---- affine qparams
+def ref_qparams(x, bits):
+    _, s, z = quantize.quantize(x, bits=bits, scheme="affine")
+    return float(s), int(z)
+
+
+def test_affine_qparams(capsys):
+    assert run(check.affine_qparams, ref_qparams, capsys)[0]
+    expect_fail(check.affine_qparams, lambda x, b: (float(x.max() - x.min()) / (2 ** b - 1), 0), capsys)
+    out = expect_fail(check.affine_qparams,
+                      lambda x, b: ((float(x.max()) - float(x.min())) / (2 ** b - 1),
+                                    -round(float(x.min()) / ((float(x.max()) - float(x.min())) / (2 ** b - 1)))),
+                      capsys)
+    assert "contain 0" in out
+
+    def two_to_b(x, b):
+        lo, hi = min(float(x.min()), 0), max(float(x.max()), 0)
+        s = (hi - lo) / 2 ** b
+        return s, min(max(-round(lo / s), 0), 2 ** b - 1)
+    expect_fail(check.affine_qparams, two_to_b, capsys, "2^b − 1 steps")
+
+
+# ---- STE
+def ste_ref(x, s, z, lo, hi):
+    return torch.fake_quantize_per_tensor_affine(x, s, z, lo, hi)
+
+
+def test_fake_quantize_ste(capsys):
+    assert run(check.fake_quantize_ste, ste_ref, capsys)[0]
+
+    def no_grad_round(x, s, z, lo, hi):                       # round() cuts the gradient
+        return ((torch.clamp(torch.round(x / s) + z, lo, hi) - z) * s).detach()
+    expect_fail(check.fake_quantize_ste, no_grad_round, capsys)
+
+    def ste_everywhere(x, s, z, lo, hi):                      # forgets that clamping stops the gradient
+        xq = (torch.clamp(torch.round(x / s) + z, lo, hi) - z) * s
+        return x + (xq - x).detach()
+    expect_fail(check.fake_quantize_ste, ste_everywhere, capsys)
+
+    def no_zero_point(x, s, z, lo, hi):
+        xq = torch.clamp(torch.round(x / s), lo, hi) * s
+        return x + (xq - x).detach()
+    expect_fail(check.fake_quantize_ste, no_zero_point, capsys)
+
+
+# ---- kd_loss
+def test_kd_loss(capsys):
+    assert run(check.kd_loss, distill.kd_loss, capsys)[0]
+
+    def no_t2(s, t, y, T, a):
+        lp_s, p_t = F.log_softmax(s / T, -1), F.softmax(t / T, -1)
+        return (1 - a) * F.cross_entropy(s, y) + a * F.kl_div(lp_s, p_t, reduction="batchmean")
+    expect_fail(check.kd_loss, no_t2, capsys, "T²")
+
+    def reversed_kl(s, t, y, T, a):
+        lp_t, p_s = F.log_softmax(t / T, -1), F.softmax(s / T, -1)
+        return (1 - a) * F.cross_entropy(s, y) + a * T * T * F.kl_div(lp_t, p_s, reduction="batchmean")
+    expect_fail(check.kd_loss, reversed_kl, capsys, "teacher's softened distribution comes first")
+
+    def seed_003(s, t, y, T, a):                              # erratum 6: plain supervised training
+        return F.cross_entropy(s, y)
+    expect_fail(check.kd_loss, seed_003, capsys)
+
+
+# ---- svd_linear
+def test_svd_linear(capsys):
+    assert run(check.svd_linear, lowrank.svd_linear, capsys)[0]
+
+    def no_singular_values(layer, r):
+        U, S, Vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
+        a, b = nn.Linear(layer.in_features, r, bias=False), nn.Linear(r, layer.out_features)
+        with torch.no_grad():
+            a.weight.copy_(Vh[:r]); b.weight.copy_(U[:, :r]); b.bias.copy_(layer.bias)
+        return nn.Sequential(a, b)
+    expect_fail(check.svd_linear, no_singular_values, capsys)
+    expect_fail(check.svd_linear, lambda layer, r: lowrank.svd_linear(layer, min(r + 1, layer.out_features)), capsys)
+
+    def no_bias(layer, r):
+        m = lowrank.svd_linear(layer, r)
+        with torch.no_grad():
+            m[1].bias.zero_()
+        return m
+    expect_fail(check.svd_linear, no_bias, capsys)
+
+
+# ---- Huffman
+def test_huffman_lengths(capsys):
+    assert run(check.huffman_lengths, coding.huffman_lengths, capsys)[0]
+
+    def fixed_length(symbols):
+        n = len(set(symbols))
+        return {s: max(1, math.ceil(math.log2(n))) for s in set(symbols)}
+    expect_fail(check.huffman_lengths, fixed_length, capsys)
+
+    def shannon(symbols):
+        f = coding.counts(symbols)
+        total = sum(f.values())
+        return {s: max(1, math.ceil(-math.log2(c / total))) for s, c in f.items()}
+    expect_fail(check.huffman_lengths, shannon, capsys)
+
+    def off_by_one(symbols):
+        return {s: l - 1 for s, l in coding.huffman_lengths(symbols).items()}
+    expect_fail(check.huffman_lengths, off_by_one, capsys)
+
+
+def test_a_non_function_is_a_type_error():
+    with pytest.raises(TypeError, match="The 'fn' parameter of check.threshold must be a function"):
+        check.threshold(3)
