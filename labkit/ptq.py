@@ -52,7 +52,7 @@ class QuantLayer(nn.Module):
 
     def weight(self) -> torch.Tensor:
         w = self.layer.weight
-        return w if self.bits is None else Q.fake_quantize(w, self.bits, self.scheme, self.axis)
+        return w if self.bits is None else Q._fake_quantize(w, self.bits, self.scheme, self.axis)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.a_bits is not None:
@@ -66,8 +66,8 @@ class QuantLayer(nn.Module):
                     self.lo.add_(self.momentum * (lo - self.lo))
                     self.hi.add_(self.momentum * (hi - self.hi))
             if not torch.isnan(self.lo) and self.samples is None:
-                s, z = Q.qparams(self.lo.cpu(), self.hi.cpu(), self.a_bits, "affine")
-                x = Q.fake_quantize(x, self.a_bits, "affine", scale=s, zero_point=z)
+                s, z = Q._qparams(self.lo, self.hi, self.a_bits, "affine")
+                x = Q._fake_quantize(x, self.a_bits, "affine", scale=s, zero_point=z)
         w = self.weight()
         if isinstance(self.layer, nn.Linear):
             return F.linear(x, w, self.layer.bias)

@@ -52,6 +52,10 @@ def qrange(bits: int = 8, scheme: str = "affine") -> tuple[int, int]:
     """(q_min, q_max): affine [0, 2^b − 1], symmetric [−2^(b−1), 2^(b−1) − 1]."""
     bits = _bits(bits, "qrange")
     check_choice(scheme, "scheme", "qrange", SCHEMES)
+    return _qrange(bits, scheme)
+
+
+def _qrange(bits: int, scheme: str) -> tuple[int, int]:
     return (0, 2 ** bits - 1) if scheme == "affine" else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
 
 
@@ -87,7 +91,12 @@ def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
     if bool((lo > hi).any()) or bool(lo.isnan().any() | hi.isnan().any()):
         raise ValueError(_message("max_val", "qparams", "≥ min_val (and not NaN)",
                                   (lo.tolist(), hi.tolist())))
-    q_min, q_max = qrange(bits, scheme)
+    return _qparams(lo, hi, bits, scheme)
+
+
+def _qparams(lo: torch.Tensor, hi: torch.Tensor, bits: int, scheme: str):
+    """`qparams` without the entry checks (for the per-forward use in labkit.ptq)."""
+    q_min, q_max = _qrange(bits, scheme)
     lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)   # widen the range to hold 0
     if scheme == "symmetric":
         scale = torch.clamp(torch.maximum(-lo, hi) / (float(q_max - q_min) / 2), min=EPS)
@@ -151,9 +160,9 @@ class _FakeQuant(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, s, z, q_min, q_max):
-        q = torch.round(x * (1.0 / s)) + z
+        q = torch.round(x * (1.0 / s)).add_(z)
         ctx.save_for_backward((q >= q_min) & (q <= q_max))
-        return (torch.clamp(q, q_min, q_max) - z) * s
+        return q.clamp_(q_min, q_max).sub_(z).mul_(s)
 
     @staticmethod
     def backward(ctx, grad):
@@ -181,6 +190,18 @@ def fake_quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: 
     s = _shape(scale.to(x.device, torch.float32), x, axis)
     z = _shape(zero_point.to(x.device, torch.float32), x, axis)
     return _FakeQuant.apply(x, s, z, q_min, q_max)
+
+
+def _fake_quantize(x: torch.Tensor, bits: int, scheme: str, axis: int | None = None,
+                   scale: torch.Tensor | None = None, zero_point: torch.Tensor | None = None):
+    """`fake_quantize` without the entry checks (x's min-max when scale is None)."""
+    if scale is None:
+        d = x.detach()
+        lo, hi = d.aminmax() if axis is None else d.movedim(axis, 0).flatten(1).aminmax(dim=1)
+        scale, zero_point = _qparams(lo.float(), hi.float(), bits, scheme)
+    q_min, q_max = _qrange(bits, scheme)
+    return _FakeQuant.apply(x, _shape(scale, x, axis), _shape(zero_point.float(), x, axis),
+                            q_min, q_max)
 
 
 def fixed_point(w: torch.Tensor, p: int, bits: int | None = None) -> torch.Tensor:
