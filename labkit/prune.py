@@ -66,11 +66,31 @@ def n_to_prune(amount: float, n: int) -> int:
     return round(amount * n)
 
 
-def _chunks(s: torch.Tensor, size: int = 1 << 22):
+def _chunks(s: torch.Tensor, size: int = 1 << 20):
     """Flat views of `s` (of a contiguous tensor: writes go through) of at most `size` elements."""
     flat = s.view(-1) if s.is_contiguous() else s.reshape(-1)
     for i in range(0, flat.numel(), size):
         yield flat[i:i + size]
+
+
+class _Work:
+    """Reused chunk-sized buffers: no allocation (and no page faults) per chunk, cache-sized."""
+
+    def __init__(self, size: int = 1 << 20):
+        self.size, self.bufs = size, {}
+
+    def buf(self, key, like: torch.Tensor, dtype=None) -> torch.Tensor:
+        dtype = dtype or like.dtype
+        k = (key, dtype, like.device)
+        if k not in self.bufs:
+            self.bufs[k] = torch.empty(self.size, dtype=dtype, device=like.device)
+        return self.bufs[k][:like.numel()]
+
+    def values(self, c: torch.Tensor, absolute: bool) -> torch.Tensor:
+        return torch.abs(c, out=self.buf("abs", c)) if absolute else c
+
+    def cmp(self, op, v: torch.Tensor, x: float, key: str = "b1") -> torch.Tensor:
+        return op(v, x, out=self.buf(key, v, torch.bool))
 
 
 @torch.no_grad()
@@ -85,31 +105,34 @@ def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int 
     gen = torch.Generator().manual_seed(seed)
     m = min(n, check_int(sample, "sample", "kth_smallest", low=1))
     smp = torch.cat([f(s.reshape(-1)[torch.randint(s.numel(), (max(1, math.ceil(m * s.numel() / n)),),
-                                                   generator=gen)]).float() for s in scores if s.numel()])
+                                                   generator=gen).to(s.device)]).float()
+                     for s in scores if s.numel()])
     q = k / n
     delta = 6 * math.sqrt(q * (1 - q) / len(smp)) + 2 / len(smp)   # ≈ 6 standard errors of a quantile
     rank = lambda x: min(len(smp), max(1, round(x * len(smp))))
     lo = smp.kthvalue(rank(q - delta)).values.item() if q - delta > 0 else -math.inf
     hi = smp.kthvalue(rank(q + delta)).values.item() if q + delta < 1 else math.inf
+    work = _Work()
     while True:                       # one pass: count below the bracket, gather inside it
         below, inside = 0, []
         for s in scores:
             for c in _chunks(s):
-                c = f(c)
-                below += int(torch.count_nonzero(c < lo))
-                inside.append(c[(c >= lo) & (c <= hi)])
-        inside = torch.cat(inside) if inside else torch.empty(0)
+                v = work.values(c, absolute)
+                below += int(torch.count_nonzero(work.cmp(torch.lt, v, lo)))
+                keep = work.cmp(torch.ge, v, lo).logical_and_(work.cmp(torch.le, v, hi, "b2"))
+                inside.append(v[keep])
+        inside = torch.cat(inside).float() if inside else torch.empty(0)
         if below < k <= below + inside.numel():
             t = inside.kthvalue(k - below).values
             return t.item(), below + int(torch.count_nonzero(inside < t))
         lo, hi = (-math.inf, lo) if k <= below else (hi, math.inf)   # rare: widen and retry
 
 
-def _drop_chunk(v: torch.Tensor, t: float, ties: int) -> tuple[torch.Tensor, int]:
+def _drop_chunk(work: _Work, v: torch.Tensor, t: float, ties: int) -> tuple[torch.Tensor, int]:
     """Drop v < t, and the first `ties` of v == t. → (drop mask, ties still to drop)."""
-    drop = v < t
+    drop = work.cmp(torch.lt, v, t)
     if ties > 0:
-        eq = v == t
+        eq = work.cmp(torch.eq, v, t, "b2")
         if bool(eq.any()):
             idx = eq.nonzero().squeeze(1)[:ties]
             drop[idx] = True
@@ -140,9 +163,10 @@ def smallest_masks(scores: list[torch.Tensor], amount: float, absolute: bool = F
     if plan is None:
         return out
     t, ties = plan
+    work = _Work()
     for s, o in zip(scores, out):
         for c, oc in zip(_chunks(s), _chunks(o)):
-            drop, ties = _drop_chunk(c.abs() if absolute else c, t, ties)
+            drop, ties = _drop_chunk(work, work.values(c, absolute), t, ties)
             oc.masked_fill_(drop, False)
     return out
 
@@ -232,6 +256,7 @@ def _prune_(model, scores, amount, scope, permanent, absolute, func):
         for g in groups:
             keep.update(zip(g, smallest_masks([scores[n] for n in g], amounts[g[0]], absolute)))
         return apply_masks_(model, keep)
+    work = _Work()
     with torch.no_grad():                                # zero in place, chunk by chunk, no masks
         for g in groups:
             plan = _plan([scores[n] for n in g], amounts[g[0]], absolute)
@@ -242,10 +267,11 @@ def _prune_(model, scores, amount, scope, permanent, absolute, func):
                 w, s = modules[n].weight, scores[n]
                 if w.is_contiguous() and s.is_contiguous():
                     for wc, sc in zip(_chunks(w), _chunks(s)):
-                        drop, ties = _drop_chunk(sc.abs() if absolute else sc, t, ties)
+                        drop, ties = _drop_chunk(work, work.values(sc, absolute), t, ties)
                         wc.masked_fill_(drop, 0)
                 else:
-                    drop, ties = _drop_chunk((s.abs() if absolute else s).reshape(-1), t, ties)
+                    v = (s.abs() if absolute else s).reshape(-1)
+                    drop, ties = _drop_chunk(_Work(v.numel()), v, t, ties)
                     w.masked_fill_(drop.view(w.shape), 0)
     return model
 

@@ -29,18 +29,20 @@ from . import criteria, prune, sparsity, train
 from ._validate import _message, check_float, check_int, check_module, prunable_layers
 
 
-def agp_sparsity(t: int, s_f: float, s_i: float = 0.0, t0: int = 0, n: int = 10, dt: int = 1) -> float:
-    """s_t of Zhu & Gupta's schedule (see the module docstring)."""
+def agp_sparsity(t: int, s_f: float, s_i: float = 0.0, t0: int = 0, n: int = 10, dt: int = 1,
+                 power: int = 3) -> float:
+    """s_t of Zhu & Gupta's schedule (see the module docstring); power=1 gives a linear ramp."""
     t = check_int(t, "t", "agp_sparsity", low=0)
     s_f = check_float(s_f, "s_f", "agp_sparsity", low=0, high=1, closed="left")
     s_i = check_float(s_i, "s_i", "agp_sparsity", low=0, high=s_f)
     t0 = check_int(t0, "t0", "agp_sparsity", low=0)
     n = check_int(n, "n", "agp_sparsity", low=1)
     dt = check_int(dt, "dt", "agp_sparsity", low=1)
+    power = check_int(power, "power", "agp_sparsity", low=1)
     if t < t0:
         return s_i
     frac = min(1.0, (t - t0) / (n * dt))
-    return s_f + (s_i - s_f) * (1.0 - frac) ** 3
+    return s_f + (s_i - s_f) * (1.0 - frac) ** power
 
 
 def _score(model, X, y, criterion):
@@ -49,14 +51,14 @@ def _score(model, X, y, criterion):
 
 def gradual_prune_(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amount, steps: int = 5,
                    epochs_per_step: int = 2, fine_tune_epochs: int = 10, lr: float = 1e-3,
-                   criterion: str = "magnitude", scope: str = "layer", seed: int = 0,
+                   criterion: str = "magnitude", scope: str = "layer", seed: int = 0, power: int = 3,
                    X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
                    fit_kwargs: dict | None = None) -> list[dict]:
     """Prune → retrain `steps` times along the AGP schedule, then fine-tune. In place.
 
     amount: final fraction s_f to remove (a float, or {layer: s_f} for per-layer ratios; each layer
     follows its own s_t). Pruning step j = 1..steps prunes to s_j = agp_sparsity(j, s_f, n=steps),
-    then trains `epochs_per_step` epochs at constant `lr`; `fine_tune_epochs` more follow, with a
+    (power=1: a linear ramp instead of the cubic one), then trains `epochs_per_step` epochs at constant `lr`; `fine_tune_epochs` more follow, with a
     cosine-annealed lr. fit_kwargs: more arguments for `train.fit` (e.g. max_shift=0). Returns one dict per step: step, target, sparsity, val_accuracy (if X_val).
     """
     layers = prunable_layers(model, "model", "gradual_prune_")
@@ -74,7 +76,7 @@ def gradual_prune_(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amount, s
         history.append(row)
 
     for j in range(1, steps + 1):
-        amounts = {name: agp_sparsity(j, s_f, n=steps) for name, s_f in finals.items()}
+        amounts = {name: agp_sparsity(j, s_f, n=steps, power=power) for name, s_f in finals.items()}
         scores = {k: v for k, v in _score(model, X, y, criterion).items() if k in amounts}
         prune.prune_by_scores_(model, scores, amounts if scope == "layer" else
                                next(iter(amounts.values())), scope=scope)
@@ -103,7 +105,7 @@ def rewind_(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
 
 
 def lottery_ticket(make_model, X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor,
-                   y_test: torch.Tensor, rounds: int = 4, rate: float = 0.5, epochs: int = 10,
+                   y_test: torch.Tensor, X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, rounds: int = 4, rate: float = 0.5, epochs: int = 10,
                    lr: float = 2e-3, seed: int = 0, reinit_seed: int = 1000,
                    fit_kwargs: dict | None = None) -> pd.DataFrame:
     """Iterative magnitude pruning with rewinding to θ₀, against random re-initialization.
@@ -111,7 +113,9 @@ def lottery_ticket(make_model, X: torch.Tensor, y: torch.Tensor, X_test: torch.T
     make_model(seed) → a fresh model. Round 0 trains the dense model; each round r = 1..rounds
     prunes `rate` of the remaining weights of every layer (so density (1 − rate)^r), rewinds to
     θ₀ and trains `epochs` epochs; the control trains the same mask from make_model(reinit_seed + r).
-    fit_kwargs: more arguments for `train.fit`. Returns a DataFrame: round, density, ticket (test accuracy), reinit (test accuracy).
+    fit_kwargs: more arguments for `train.fit`. Returns a DataFrame: round, density, ticket and
+    reinit (test accuracy), and with X_val the learning curves ticket_curve, reinit_curve (validation
+    accuracy after each epoch).
     """
     rounds = check_int(rounds, "rounds", "lottery_ticket", low=1)
     rate = check_float(rate, "rate", "lottery_ticket", low=0, high=1, closed="neither")
@@ -119,20 +123,22 @@ def lottery_ticket(make_model, X: torch.Tensor, y: torch.Tensor, X_test: torch.T
     seed = check_int(seed, "seed", "lottery_ticket", low=0)
     model = check_module(make_model(seed), "make_model(seed)", "lottery_ticket")
     theta0 = copy.deepcopy(model.state_dict())
-    fit = dict(fit_kwargs or {}, epochs=epochs, lr=lr, seed=seed, progress=False)
-    train.fit(model, X, y, **fit)
+    fit = dict(fit_kwargs or {}, epochs=epochs, lr=lr, seed=seed, progress=False, X_val=X_val, y_val=y_val)
+    curve = train.fit(model, X, y, **fit)["val_accuracy"]
     acc = train.accuracy(model, X_test, y_test)
-    rows = [{"round": 0, "density": 1.0, "ticket": acc, "reinit": acc}]
+    rows = [{"round": 0, "density": 1.0, "ticket": acc, "reinit": acc, "ticket_curve": curve,
+             "reinit_curve": curve}]
     for r in range(1, rounds + 1):
         prune.magnitude_(model, 1 - (1 - rate) ** r)    # counts the already-pruned zeros
         rewind_(model, theta0)
-        train.fit(model, X, y, **fit)
+        curve = train.fit(model, X, y, **fit)["val_accuracy"]
         control = make_model(reinit_seed + r)
         prune.apply_masks_(control, prune.masks(model))
-        train.fit(control, X, y, **fit)
+        control_curve = train.fit(control, X, y, **fit)["val_accuracy"]
         rows.append({"round": r, "density": sparsity.density(model),
                      "ticket": train.accuracy(model, X_test, y_test),
-                     "reinit": train.accuracy(control, X_test, y_test)})
+                     "reinit": train.accuracy(control, X_test, y_test),
+                     "ticket_curve": curve, "reinit_curve": control_curve})
     return pd.DataFrame(rows)
 
 
@@ -165,3 +171,28 @@ def ratios_from_sensitivity(table: pd.DataFrame, max_drop: float = 0.01) -> dict
     amounts = [c for c in table.columns if c != "dense"]
     return {layer: max([0.0] + [a for a in amounts if row["dense"] - row[a] <= max_drop])
             for layer, row in table.iterrows()}
+
+
+def allocate(table: pd.DataFrame, sizes: dict[str, int], target: float) -> dict[str, float]:
+    """Per-layer amounts from a sensitivity table that remove at least `target` of all weights.
+
+    Greedy on the marginal cost: start every layer at 0 and, while the weighted sparsity
+    Σ a_l n_l / Σ n_l < target, move one step up the layer whose next amount in the table costs the
+    least extra accuracy per extra weight removed, Δacc_l / (Δa_l · n_l) (the larger layer on a tie).
+    sizes: {layer: number of weights}. Raises ValueError if the table cannot reach the target."""
+    if not isinstance(table, pd.DataFrame) or "dense" not in table:
+        raise TypeError(_message("table", "allocate", "a DataFrame from sensitivity()", type(table).__name__))
+    target = check_float(target, "target", "allocate", low=0, high=1, closed="left")
+    grid = sorted(c for c in table.columns if c != "dense")
+    level = {layer: -1 for layer in table.index}              # index into grid; -1 = not pruned
+    total = sum(sizes[layer] for layer in level)
+    amount = lambda layer: grid[level[layer]] if level[layer] >= 0 else 0.0
+    while sum(amount(layer) * sizes[layer] for layer in level) / total < target:
+        acc = lambda layer, i: table.loc[layer, grid[i]] if i >= 0 else table.loc[layer, "dense"]
+        options = [((acc(layer, level[layer]) - acc(layer, level[layer] + 1))
+                    / ((grid[level[layer] + 1] - amount(layer)) * sizes[layer]), -sizes[layer], layer)
+                   for layer in level if level[layer] + 1 < len(grid)]
+        if not options:
+            raise ValueError(_message("target", "allocate", "reachable with the amounts of the table", target))
+        level[min(options)[2]] += 1
+    return {layer: amount(layer) for layer in level}
