@@ -298,3 +298,16 @@ def test_sensitivity_and_ratios():
     hand["dense"], hand[0.0], hand[0.5] = [0.9, 0.9], [0.9, 0.9], [0.895, 0.7]
     assert schedules.ratios_from_sensitivity(hand, max_drop=0.01) == {"0": 0.5, "2": 0.0}
     assert prune.masks(model) == {}                                # model untouched
+
+
+def test_allocate_marginal_greedy_hand_example():
+    import pandas as pd
+    table = pd.DataFrame({"dense": [0.9, 0.9], 0.5: [0.9, 0.85], 0.9: [0.8, 0.5]}, index=["big", "small"])
+    sizes = {"big": 900, "small": 100}
+    # step 1: big 0→0.5 costs 0 (tie with nothing cheaper) → 0.45 of all weights
+    assert schedules.allocate(table, sizes, 0.4) == {"big": 0.5, "small": 0.0}
+    # then: big 0.5→0.9 costs 0.1/(0.4·900) = 2.8e-4, small 0→0.5 costs 0.05/50 = 1e-3 → big first
+    assert schedules.allocate(table, sizes, 0.8) == {"big": 0.9, "small": 0.0}
+    assert schedules.allocate(table, sizes, 0.85) == {"big": 0.9, "small": 0.5}
+    with pytest.raises(ValueError, match="'target' parameter of allocate"):
+        schedules.allocate(table, sizes, 0.95)
