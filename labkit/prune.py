@@ -94,7 +94,7 @@ class _Work:
 
 
 @torch.no_grad()
-def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int = 1 << 20,
+def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int = 1 << 16,
                  absolute: bool = False) -> tuple[float, int]:
     """(t, below): the k-th smallest (1-based) value over all `scores` (of |scores| if `absolute`)
     and the number of values < t. Exact; extra memory is a few chunks, not a copy of the scores.
