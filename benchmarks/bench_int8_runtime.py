@@ -8,13 +8,15 @@ latency of one forward pass at batch 1 and 256, for
   - torch's own fake quantization (torch.ao prepare_qat with the x86 QAT qconfig, in eval mode),
   - labkit's fake quantization (labkit.ptq.quantize_model, W8A8),
   - the int8 model on torch's quantized CPU kernels (labkit.int8.to_int8, x86 engine),
-with every latency also as a ratio to fp32 (> 1 = slower). Timings depend on the machine and
+with every latency also as a ratio to fp32 (> 1 = slower), the variants timed round-robin. Timings depend on the machine and
 on its load; run it on an idle machine and read the ratios, not the milliseconds.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import statistics
+import time
 import warnings
 
 import torch
@@ -36,6 +38,28 @@ def torch_fake_quant(model: torch.nn.Module, X_calib: torch.Tensor) -> torch.nn.
             qm(X_calib)
     qm.apply(torch.ao.quantization.disable_observer)
     return qm.eval()
+
+
+@torch.no_grad()
+def interleaved_ms(variants: dict, x: torch.Tensor, repeats: int, threads: int) -> dict:
+    """Median ms per forward of each variant, timed round-robin (one call of each in turn), so
+    that a change in the machine's load hits every variant alike."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    times = {k: [] for k in variants}
+    try:
+        for v in variants.values():
+            v.eval()
+            for _ in range(3):
+                v(x)
+        for _ in range(repeats):
+            for k, v in variants.items():
+                t = time.perf_counter()
+                v(x)
+                times[k].append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(old)
+    return {k: 1000 * statistics.median(t) for k, t in times.items()}
 
 
 def main() -> None:
@@ -61,14 +85,15 @@ def main() -> None:
         print(f"{'variant':18s} {'accuracy':>8s} {'bytes':>10s} {'size ratio':>10s} "
               f"{'b=1 ms':>8s} {'ratio':>6s} {'b=256 ms':>9s} {'ratio':>6s}")
         base_bytes = int8.serialized_bytes(m)
-        base = {b: int8.latency_ms(m, d.X_test[:b], args.repeats, args.threads) for b in (1, 256)}
+        lat = {b: interleaved_ms(variants, d.X_test[:b], args.repeats, args.threads)
+               for b in (1, 256)}
+        base = {b: lat[b]["fp32"] for b in (1, 256)}
         for vname, v in variants.items():
-            lat = {b: int8.latency_ms(v, d.X_test[:b], args.repeats, args.threads)
-                   for b in (1, 256)}
             nbytes = int8.serialized_bytes(v)
             print(f"{vname:18s} {train.accuracy(v, d.X_test, d.y_test):8.4f} {nbytes:10,d} "
-                  f"{base_bytes / nbytes:9.2f}× {lat[1]:8.3f} {lat[1] / base[1]:6.2f} "
-                  f"{lat[256]:9.3f} {lat[256] / base[256]:6.2f}")
+                  f"{base_bytes / nbytes:9.2f}× {lat[1][vname]:8.3f} "
+                  f"{lat[1][vname] / base[1]:6.2f} {lat[256][vname]:9.3f} "
+                  f"{lat[256][vname] / base[256]:6.2f}")
         print()
 
 

@@ -10,8 +10,10 @@ and the shared values are fine-tuned by summing the gradients of the weights tha
 
     ∂L/∂C_k = Σ_i ∂L/∂W_i · 1(I_i = k)    (Han et al. eq. 3)
 
-Import these from `labkit.quantize` (quantize.kmeans, quantize.codebook_grad,
-quantize.finetune_codebook); they live here to keep each module short.
+Import the kernels from `labkit.quantize` (quantize.kmeans, quantize.codebook_grad,
+quantize.finetune_codebook); they live here to keep each module short. For a whole model,
+`share_weights_` clusters every layer in place and `CodebookSGD` is an optimizer for
+`train.fit` that trains only the shared values (the "trained quantization" of the paper).
 """
 from __future__ import annotations
 
@@ -114,3 +116,52 @@ def finetune_codebook(codebook: torch.Tensor, indices: torch.Tensor, grad: torch
     return codebook - lr * codebook_grad(indices, grad, len(codebook)).to(codebook.dtype)
 
 
+
+
+def share_weights_(model: torch.nn.Module, bits: int, seed: int = 0) -> dict:
+    """Replace every Linear / Conv weight by its k-means quantized value, in place.
+
+    Returns {layer name: (codebook (2^bits,), indices (weight's shape))}, for `CodebookSGD`.
+    """
+    from ._validate import prunable_layers
+
+    layers = prunable_layers(model, "model", "share_weights_")
+    shared = {}
+    with torch.no_grad():
+        for name, m in layers:
+            c, idx = kmeans(m.weight, bits, seed=seed)
+            m.weight.copy_(c[idx])
+            shared[name] = (c, idx)
+    return shared
+
+
+class CodebookSGD(torch.optim.Optimizer):
+    """Trains the shared values only: each step, C ← C − lr · ∂L/∂C (`finetune_codebook`), then
+    W ← C[I]; every other parameter (biases) takes a plain SGD step. Pass it to `train.fit`:
+
+        shared = share.share_weights_(model, bits=2)
+        train.fit(model, X, y, epochs=2, lr=1e-4, optimizer=share.CodebookSGD(model, shared, 1e-4))
+    """
+
+    def __init__(self, model: torch.nn.Module, shared: dict, lr: float):
+        lr = check_float(lr, "lr", "CodebookSGD", low=0)
+        mods = dict(model.named_modules())
+        unknown = sorted(set(shared) - set(mods))
+        if unknown:
+            raise ValueError(_message("shared", "CodebookSGD", "keyed by layer names of model",
+                                      unknown))
+        self.shared = {id(mods[n].weight): [c.clone(), idx] for n, (c, idx) in shared.items()}
+        super().__init__(list(model.parameters()), {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if id(p) in self.shared:
+                    entry = self.shared[id(p)]
+                    entry[0] = finetune_codebook(entry[0], entry[1], p.grad, group["lr"])
+                    p.copy_(entry[0][entry[1]])
+                else:
+                    p.add_(p.grad, alpha=-group["lr"])
