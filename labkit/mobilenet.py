@@ -242,3 +242,37 @@ def block_costs(model: nn.Module, image_size: int = 224) -> pd.DataFrame:
             rows.append(row)
             x = y
     return pd.DataFrame(rows)
+
+
+def image_folder(root, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Preprocessed images and labels from `root`/<class>/<image>, the ImageNet val layout:
+    folder names are wnids (n01440764) or class indices (0–999). Files that PIL cannot open are
+    skipped; `limit` caps the number of images per class (sorted by name). Returns
+    X (N, 3, 224, 224) and y (N,) int64."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(root, (str, Path)):
+        raise TypeError(_message("root", "image_folder", "a str or Path", type(root).__name__))
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(_message("root", "image_folder", "an existing folder", str(root)))
+    if limit is not None:
+        limit = check_int(limit, "limit", "image_folder", low=1)
+    index = {w: i for i, w in enumerate(wnids())}
+    xs, ys = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = folder.name
+        label = index.get(name, int(name) if name.isdigit() and int(name) < 1000 else None)
+        if label is None:
+            raise ValueError(_message("root", "image_folder", "a folder whose sub-folders are wnids "
+                                      "or class indices 0–999", f"sub-folder {name!r}"))
+        for f in sorted(p for p in folder.iterdir() if p.is_file())[:limit]:
+            try:
+                with Image.open(f) as im:
+                    xs.append(preprocess(im))
+            except (UnidentifiedImageError, OSError):
+                continue
+            ys.append(label)
+    if not xs:
+        raise ValueError(_message("root", "image_folder", "a folder with at least one image", str(root)))
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)

@@ -1,0 +1,296 @@
+"""On-device inference: int8 post-training quantization, export, load, benchmark.
+
+ExecuTorch (https://pytorch.org/executorch) runs a `.pte` program; its XNNPACK delegate runs the
+convolutions with int8 or fp32 kernels. ONNX Runtime runs an `.onnx` file. The int8 flow is
+torchao's PT2E (the one ExecuTorch documents; torch 2.13 no longer has
+`torch.ao.quantization.quantize_pt2e`):
+
+    torch.export → prepare_pt2e(XNNPACKQuantizer) → run calibration batches → convert_pt2e
+
+Weights are int8, symmetric, one scale per output channel c:  s_c = max|W_c| / 127,
+W_q = clamp(round(W / s_c), −127, 127). Activations are int8 affine per tensor,
+x_q = clamp(round(x / s) + z, −128, 127), with (s, z) chosen from the calibration data by `method`:
+
+- "minmax":     the range [min x, max x] seen in calibration — one outlier stretches s for all.
+- "percentile": the range [q_0.01 %, q_99.99 %] of the values seen — outliers are clipped.
+- "histogram":  torch's HistogramObserver: the range that minimizes the L2 error between x and its
+                quantized value over the calibration histogram (MSE calibration).
+
+All three are label-free (calibration needs images, not labels). See Krishnamoorthi 2018,
+"Quantizing deep convolutional networks for efficient inference", https://arxiv.org/abs/1806.08342,
+and Nagel et al. 2021, "A white paper on neural network quantization", https://arxiv.org/abs/2106.08295.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._validate import _message, check_choice, check_int, check_module, check_tensor
+
+METHODS = ("minmax", "percentile", "histogram")
+RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
+
+
+def _need(module: str, pip: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"labkit.mobile needs {module!r}: pip install {pip}") from e
+
+
+# ---------------------------------------------------------------- calibration observers
+def _percentile_observer():
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    class PercentileObserver(MinMaxObserver):
+        """Keeps the running min/max of each batch's 0.01 % and 99.99 % quantiles (not of x)."""
+
+        q = 1e-4
+
+        def forward(self, x):
+            if x.numel() == 0:
+                return x
+            v = x.detach().flatten().float()
+            if v.numel() > 1 << 20:   # torch.quantile's input limit: a fixed, evenly spaced sample
+                v = v[torch.linspace(0, v.numel() - 1, 1 << 20).long()]
+            lo, hi = torch.quantile(v, torch.tensor([self.q, 1 - self.q]))
+            self.min_val.copy_(torch.minimum(self.min_val, lo))
+            self.max_val.copy_(torch.maximum(self.max_val, hi))
+            return x
+
+    return PercentileObserver
+
+
+def xnnpack_config(method: str = "minmax"):
+    """XNNPACK's symmetric per-channel int8 config with the activation observer of `method`."""
+    check_choice(method, "method", "xnnpack_config", METHODS)
+    _need("executorch", "executorch==1.5.1 torchao==0.18.0")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+
+    cfg = get_symmetric_quantization_config(is_per_channel=True)
+    obs = {"minmax": MinMaxObserver, "percentile": _percentile_observer(),
+           "histogram": HistogramObserver}[method]
+    act = dataclasses.replace(cfg.input_activation, observer_or_fake_quant_ctr=obs.with_args(eps=2**-12))
+    return dataclasses.replace(cfg, input_activation=act, output_activation=act)
+
+
+def _check_calibration(calibration, example_input, func: str) -> list[torch.Tensor]:
+    if isinstance(calibration, torch.Tensor):
+        calibration = [calibration]
+    if not isinstance(calibration, (list, tuple)) or not calibration:
+        raise TypeError(_message("calibration", func, "a non-empty list of input batches (tensors)",
+                                 type(calibration).__name__))
+    for b in calibration:
+        check_tensor(b, "calibration", func)
+        if b.shape[1:] != example_input.shape[1:]:
+            raise ValueError(_message("calibration", func, f"batches of shape (N, {tuple(example_input.shape[1:])})",
+                                      tuple(b.shape)))
+    return list(calibration)
+
+
+def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, method: str = "minmax"):
+    """int8 copy of `model` (PT2E, XNNPACK quantizer), calibrated on `calibration` (a list of
+    input batches) with `method`. Returns a torch.fx.GraphModule that runs in-process with
+    quantize/dequantize ops — numerically the program `export` lowers. `model` is not modified.
+    Accepts any batch size."""
+    check_module(model, "model", "quantize_pt2e")
+    check_tensor(example_input, "example_input", "quantize_pt2e")
+    calibration = _check_calibration(calibration, example_input, "quantize_pt2e")
+    check_choice(method, "method", "quantize_pt2e", METHODS)
+    _need("executorch", "executorch==1.5.1 torchao==0.18.0")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    model = copy.deepcopy(model).eval()
+    x2 = torch.cat([example_input[:1]] * 2)   # batch 2, so that export keeps the batch dynamic
+    gm = torch.export.export(model, (x2,), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+    prepared = prepare_pt2e(gm, XNNPACKQuantizer().set_global(xnnpack_config(method)))
+    with torch.no_grad():
+        for batch in calibration:
+            prepared(batch)
+    return convert_pt2e(prepared)
+
+
+# ---------------------------------------------------------------- export
+def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | None = None,
+           calibration=None, method: str = "minmax") -> Path:
+    """Write `model` as an on-device program for inputs shaped like `example_input` and return
+    its path. The suffix picks the runtime: `.pte` → ExecuTorch with the XNNPACK delegate,
+    `.onnx` → ONNX Runtime. quantize="int8" quantizes first (needs `calibration`, a list of
+    input batches): PT2E + XNNPACK quantizer for .pte (`method` as in `quantize_pt2e`); ONNX
+    Runtime's static QDQ quantizer, per-channel weights, for .onnx ("minmax" or "percentile").
+    `model` may also be the GraphModule `quantize_pt2e` returns (then quantize=None)."""
+    check_module(model, "model", "export")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(_message("path", "export", "a str or os.PathLike", type(path).__name__))
+    path = Path(path)
+    runtime = RUNTIMES.get(path.suffix)
+    if runtime is None:
+        raise ValueError(_message("path", "export", "a file name ending in .pte or .onnx", str(path)))
+    check_tensor(example_input, "example_input", "export")
+    if quantize is not None:
+        check_choice(quantize, "quantize", "export", ("int8",))
+        calibration = _check_calibration(calibration, example_input, "export")
+        check_choice(method, "method", "export", METHODS if runtime == "executorch" else METHODS[:2])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if runtime == "onnxruntime":
+        return _export_onnx(model, path, example_input, quantize, calibration, method)
+    _need("executorch", "executorch==1.5.1 torchao==0.18.0")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    if quantize == "int8":
+        model = quantize_pt2e(model, example_input, calibration, method)
+    elif isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule):
+        model = copy.deepcopy(model).eval()
+    ep = torch.export.export(model, (example_input,))
+    program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
+    path.write_bytes(program.buffer)
+    return path
+
+
+def _export_onnx(model, path, example_input, quantize, calibration, method) -> Path:
+    _need("onnx", "onnx onnxscript onnxruntime")
+    fp32 = path.with_suffix(".fp32.onnx") if quantize else path
+    import warnings
+
+    with warnings.catch_warnings():   # the TorchScript exporter: 50× faster here than dynamo's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(copy.deepcopy(model).eval(), (example_input,), str(fp32), input_names=["x"],
+                          output_names=["logits"], dynamo=False, opset_version=17)
+    if quantize:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                              QuantType, quantize_static)
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.it = iter([{"x": x[None].numpy()} for b in calibration for x in b])
+
+            def get_next(self):
+                return next(self.it, None)
+
+        import contextlib
+        import io
+
+        import logging
+
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        pre = path.with_suffix(".pre.onnx")   # ONNX Runtime's recommended step: shapes + graph fusions
+        quant_pre_process(str(fp32), str(pre))
+        fp32.unlink()
+        fp32 = pre
+        logging.disable(logging.WARNING)   # "consider pre-processing" notes, done above
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):   # its percentile calibrator prints progress
+                quantize_static(str(fp32), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                                  "percentile": CalibrationMethod.Percentile}[method])
+        finally:
+            logging.disable(logging.NOTSET)
+        fp32.unlink()
+    return path
+
+
+# ---------------------------------------------------------------- load and benchmark
+def load(path, threads: int | None = None):
+    """A callable `f(x) → output tensor` that runs the program at `path` in its runtime
+    (ExecuTorch for .pte, ONNX Runtime for .onnx). `threads`: intra-op threads (None: the
+    runtime's default). ExecuTorch's XNNPACK thread pool is process-wide: the last `load`
+    or `benchmark` sets it."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(_message("path", "load", "a str or os.PathLike", type(path).__name__))
+    path = Path(path)
+    runtime = RUNTIMES.get(path.suffix)
+    if runtime is None:
+        raise ValueError(_message("path", "load", "a file name ending in .pte or .onnx", str(path)))
+    if threads is not None:
+        threads = check_int(threads, "threads", "load", low=1, high=256)
+    if not path.is_file():
+        raise FileNotFoundError(f"No program at {path}; write one with labkit.mobile.export.")
+    if runtime == "onnxruntime":
+        ort = _need("onnxruntime", "onnxruntime")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3   # errors only
+        if threads:
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return lambda x: torch.from_numpy(sess.run(None, {name: x.detach().numpy()})[0])
+    _need("executorch", "executorch==1.5.1 torchao==0.18.0")
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    if threads:
+        portable_lib._unsafe_reset_threadpool(threads)
+    method = Runtime.get().load_program(path).load_method("forward")
+    return lambda x: method.execute((x.detach().contiguous(),))[0]
+
+
+def benchmark(path, example_input: torch.Tensor, threads: int = 1, runs: int = 50,
+              warmup: int = 5) -> dict:
+    """Latency of one call of the program at `path` on `example_input`, after `warmup` calls:
+    {"median_ms", "p90_ms", "min_ms", "runs", "threads", "size_mb"} over `runs` (≥ 50) calls."""
+    check_tensor(example_input, "example_input", "benchmark")
+    threads = check_int(threads, "threads", "benchmark", low=1, high=256)
+    runs = check_int(runs, "runs", "benchmark", low=50)
+    warmup = check_int(warmup, "warmup", "benchmark", low=0)
+    f = load(path, threads=threads)
+    for _ in range(warmup):
+        f(example_input)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        f(example_input)
+        times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    return dict(median_ms=statistics.median(times), p90_ms=times[min(runs - 1, int(0.9 * runs))],
+                min_ms=times[0], runs=runs, threads=threads, size_mb=Path(path).stat().st_size / 1e6)
+
+
+def eager_benchmark(model: nn.Module, example_input: torch.Tensor, threads: int = 1, runs: int = 50,
+                    warmup: int = 5) -> dict:
+    """The same figures for `model` run by PyTorch eager (the baseline); restores torch's threads."""
+    check_module(model, "model", "eager_benchmark")
+    check_tensor(example_input, "example_input", "eager_benchmark")
+    threads = check_int(threads, "threads", "eager_benchmark", low=1, high=256)
+    runs = check_int(runs, "runs", "eager_benchmark", low=50)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            for _ in range(warmup):
+                model(example_input)
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                model(example_input)
+                times.append((time.perf_counter() - t) * 1e3)
+    finally:
+        torch.set_num_threads(before)
+    times.sort()
+    return dict(median_ms=statistics.median(times), p90_ms=times[min(runs - 1, int(0.9 * runs))],
+                min_ms=times[0], runs=runs, threads=threads)
+
+
+def predict(program, X: torch.Tensor) -> torch.Tensor:
+    """Run a loaded program (`load`'s callable, batch 1) on each row of X; returns the stacked outputs."""
+    if not callable(program):
+        raise TypeError(_message("program", "predict", "a callable returned by labkit.mobile.load",
+                                 type(program).__name__))
+    check_tensor(X, "X", "predict")
+    return torch.cat([program(x[None]) for x in X])

@@ -1,0 +1,137 @@
+"""labkit.mobile: int8 PT2E quantization, export to ExecuTorch / ONNX Runtime, load, benchmark.
+
+ExecuTorch's lowering has a large fixed cost (≈ 25 s on 2 idle cores, whatever the model size), so
+this file lowers ONE tiny int8 program and checks everything on it.
+"""
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+from labkit import mobile
+
+HAS_ET = importlib.util.find_spec("executorch") is not None
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+needs_et = pytest.mark.skipif(not HAS_ET, reason="executorch not importable: pip install executorch==1.5.1 torchao==0.18.0")
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnx not importable: pip install onnx onnxruntime")
+
+
+def tiny(seed=0):
+    """conv 3×3 → ReLU6 → depthwise 3×3 → ReLU6 → pool → linear: the ops of a MobileNetV2 block."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU6(),
+                         nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU6(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+
+
+def data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 16, 16, generator=g)
+
+
+@pytest.fixture(scope="module")
+def int8_pte(tmp_path_factory):
+    model, calib = tiny(), [data(16, 1), data(16, 2)]
+    path = mobile.export(model, tmp_path_factory.mktemp("et") / "tiny_int8.pte", data(1, 0),
+                         quantize="int8", calibration=calib, method="percentile")
+    return model, calib, path
+
+
+@needs_et
+def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
+    model, calib, path = int8_pte
+    assert path.suffix == ".pte" and path.stat().st_size > 0
+    q = mobile.quantize_pt2e(model, data(1, 0), calib, method="percentile")
+    run = mobile.load(path)
+    X = data(40, 3)
+    with torch.no_grad():
+        ref, fp32 = q(X), model(X)
+    out = torch.cat([run(x[None]) for x in X])
+    assert out.shape == (40, 10)
+    assert torch.equal(out.argmax(1), ref.argmax(1))           # same top-1 on every input
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max()     # same numbers up to int8 rounding
+    assert (out - fp32).abs().max() < 0.1 * fp32.abs().max()    # and close to fp32
+    assert not isinstance(model, torch.fx.GraphModule)          # the model was not modified
+
+
+@needs_et
+def test_benchmark_figures(int8_pte):
+    _, _, path = int8_pte
+    r = mobile.benchmark(path, data(1, 0), threads=1, runs=50)
+    assert r["runs"] == 50 and r["threads"] == 1
+    assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
+    assert r["size_mb"] == pytest.approx(path.stat().st_size / 1e6)
+
+
+@needs_et
+def test_percentile_observer_by_hand():
+    obs = mobile._percentile_observer()()
+    x = torch.arange(10001, dtype=torch.float32)           # quantiles 1e-4 and 1 − 1e-4: 1 and 9999
+    obs(x)
+    assert obs.min_val.item() == pytest.approx(1.0) and obs.max_val.item() == pytest.approx(9999.0)
+    obs(x + 5)                                               # running min of lows, max of highs
+    assert obs.min_val.item() == pytest.approx(1.0) and obs.max_val.item() == pytest.approx(10004.0)
+
+
+@needs_et
+@pytest.mark.parametrize("method", mobile.METHODS)
+def test_quantize_pt2e_methods_stay_close_to_fp32(method):
+    model, X = tiny(), data(32, 4)
+    q = mobile.quantize_pt2e(model, X[:1], [X], method=method)
+    with torch.no_grad():
+        err = (q(X) - model(X)).abs().max() / model(X).abs().max()
+    assert 0 < err < 0.1     # quantized (not identical), but close
+
+
+@needs_ort
+def test_onnx_fp32_equals_eager_and_int8_is_close(tmp_path):
+    model, X = tiny(), data(8, 5)
+    f32 = mobile.load(mobile.export(model, tmp_path / "t.onnx", X[:1]), threads=1)
+    with torch.no_grad():
+        ref = model(X)
+    out = torch.cat([f32(x[None]) for x in X])
+    assert torch.allclose(out, ref, atol=1e-5)
+    p = mobile.export(model, tmp_path / "q.onnx", X[:1], quantize="int8", calibration=[X], method="minmax")
+    out8 = torch.cat([mobile.load(p)(x[None]) for x in X])
+    err = (out8 - ref).abs().max() / ref.abs().max()
+    assert 0 < err < 0.1
+    assert not list(tmp_path.glob("q.*.onnx"))   # the intermediate fp32 files are removed
+    r = mobile.benchmark(p, X[:1], runs=50)
+    assert r["median_ms"] <= r["p90_ms"]
+
+
+def test_eager_benchmark_restores_threads():
+    before = torch.get_num_threads()
+    r = mobile.eager_benchmark(tiny(), data(1, 0), threads=1, runs=50)
+    assert torch.get_num_threads() == before and r["median_ms"] > 0
+
+
+def test_bad_input(tmp_path):
+    model, x = tiny(), data(1, 0)
+    with pytest.raises(ValueError, match="'path' parameter of export"):
+        mobile.export(model, tmp_path / "m.txt", x)
+    with pytest.raises(TypeError, match="'path' parameter of export"):
+        mobile.export(model, 3, x)
+    with pytest.raises(TypeError, match="'model' parameter of export"):
+        mobile.export("model", tmp_path / "m.pte", x)
+    with pytest.raises(ValueError, match="'quantize' parameter of export"):
+        mobile.export(model, tmp_path / "m.pte", x, quantize="int4", calibration=[x])
+    with pytest.raises(TypeError, match="'calibration' parameter of export"):
+        mobile.export(model, tmp_path / "m.pte", x, quantize="int8")
+    with pytest.raises(ValueError, match="'calibration' parameter of export"):
+        mobile.export(model, tmp_path / "m.pte", x, quantize="int8", calibration=[torch.zeros(2, 3, 8, 8)])
+    with pytest.raises(ValueError, match="'method' parameter of export"):
+        mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], method="histogram")
+    with pytest.raises(ValueError, match="'method' parameter of quantize_pt2e"):
+        mobile.quantize_pt2e(model, x, [x], method="adaround")
+    with pytest.raises(FileNotFoundError, match="mobile.export"):
+        mobile.load(tmp_path / "missing.pte")
+    with pytest.raises(ValueError, match="'path' parameter of load"):
+        mobile.load(tmp_path / "m.bin")
+    with pytest.raises(ValueError, match="'threads' parameter of load"):
+        mobile.load(tmp_path / "missing.pte", threads=0)
+    with pytest.raises(ValueError, match="'runs' parameter of benchmark"):
+        mobile.benchmark(tmp_path / "missing.pte", x, runs=10)
+    with pytest.raises(TypeError, match="'example_input' parameter of benchmark"):
+        mobile.benchmark(tmp_path / "missing.pte", [1.0])
