@@ -86,20 +86,28 @@ def macs(model: nn.Module, input_shape: tuple[int, ...], nonzero: bool = False) 
 
 
 @torch.no_grad()
-def latency(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall time in seconds of `model(x)` in eval mode (CPU, the current thread count)."""
+def latency(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 3,
+            threads: int | None = None) -> float:
+    """Median wall time in seconds of `model(x)` in eval mode on the CPU, on `threads` threads
+    (None: the current count). Machine-dependent: print it in a cell marked NBVAL_IGNORE_OUTPUT."""
     check_module(model, "model", "latency")
     check_tensor(x, "x", "latency")
     repeats = check_int(repeats, "repeats", "latency", low=1)
     warmup = check_int(warmup, "warmup", "latency", low=0)
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(check_int(threads, "threads", "latency", low=1))
     was_training = model.training
     model.eval()
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - t)
-    model.train(was_training)
+    try:
+        for _ in range(warmup):
+            model(x)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(old)
+        model.train(was_training)
     return statistics.median(times)

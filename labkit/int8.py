@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import copy
 import io
-import time
 import warnings
 
 import torch
 from torch import nn
 
+from . import count
 from ._validate import _message, check_choice, check_int, check_module
 
 ENGINES = tuple(e for e in ("x86", "fbgemm", "onednn", "qnnpack")
@@ -89,26 +89,12 @@ def serialized_bytes(model: nn.Module) -> int:
     return buf.tell()
 
 
-@torch.no_grad()
 def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = 50, threads: int = 1,
                warmup: int = 5) -> float:
     """Median wall time of one forward pass of `model` on x, in milliseconds, on `threads`
-    CPU threads (machine-dependent: print it in a cell marked NBVAL_IGNORE_OUTPUT)."""
+    CPU threads (`count.latency` in ms; machine-dependent: print it in an NBVAL_IGNORE_OUTPUT cell)."""
     check_module(model, "model", "latency_ms")
     repeats = check_int(repeats, "repeats", "latency_ms", low=1)
     threads = check_int(threads, "threads", "latency_ms", low=1)
     warmup = check_int(warmup, "warmup", "latency_ms", low=0)
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        model.eval()
-        for _ in range(warmup):
-            model(x)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t)
-    finally:
-        torch.set_num_threads(old)
-    return 1000 * sorted(times)[len(times) // 2]
+    return 1000 * count.latency(model, x, repeats=repeats, warmup=warmup, threads=threads)
