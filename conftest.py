@@ -47,3 +47,16 @@ def outputs_text(nb) -> str:
         for o in cell.get("outputs", []):
             parts.append(o.get("text", "") or o.get("data", {}).get("text/plain", ""))
     return "\n".join(parts)
+
+
+def write_notebook(path, parameters: str, body: str):
+    """A two-cell notebook: `parameters` (tagged) and `body`; for tests of the runners."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path

@@ -9,17 +9,12 @@ import time
 import nbformat
 import pytest
 
+from conftest import write_notebook
 from labkit import cli
 
 
 def make_notebook(path, body="print('tau is', tau)\nfrom labkit import report\n_ = report.record(tau=tau, n=n)"):
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("tau = 0.05  # threshold\nn = 3\nname = 'x'\nflag = False")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, "tau = 0.05  # threshold\nn = 3\nname = 'x'\nflag = False", body)
 
 
 @pytest.fixture

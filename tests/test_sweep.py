@@ -1,22 +1,16 @@
 """`labkit sweep`: a grid of notebook runs, one table, failures kept, Dask gives the same table."""
-import nbformat
 import pandas as pd
 import pytest
 
+from conftest import write_notebook
 from labkit import cli, sweep
 
 
 def make_notebook(path):
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("a = 1\nb = 0.5")
-    params.metadata["tags"] = ["parameters"]
     body = ("if a < 0:\n    raise ValueError(\"The 'a' parameter of demo must be >= 0.\")\n"
             "from labkit import report\n"
             "_ = report.record(accuracy=1 - b / (a + 1), size_bytes=100 * a)")
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, "a = 1\nb = 0.5", body)
 
 
 @pytest.fixture
