@@ -85,6 +85,18 @@ def macs(model: nn.Module, input_shape: tuple[int, ...], nonzero: bool = False) 
     return int(df["nonzero_macs" if nonzero else "macs"].sum())
 
 
+def time_calls(call, runs: int, warmup: int) -> list[float]:
+    """Wall times in seconds of `runs` calls of `call()` after `warmup` untimed ones, sorted."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return sorted(times)
+
+
 @torch.no_grad()
 def latency(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 3,
             threads: int | None = None) -> float:
@@ -100,13 +112,7 @@ def latency(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 
     was_training = model.training
     model.eval()
     try:
-        for _ in range(warmup):
-            model(x)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t)
+        times = time_calls(lambda: model(x), repeats, warmup)
     finally:
         torch.set_num_threads(old)
         model.train(was_training)

@@ -26,13 +26,13 @@ import copy
 import dataclasses
 import os
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ._validate import _message, check_choice, check_int, check_module, check_tensor
+from .count import time_calls
 
 METHODS = ("minmax", "percentile", "histogram")
 RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
@@ -250,14 +250,7 @@ def benchmark(path, example_input: torch.Tensor, threads: int = 1, runs: int = 5
     runs = check_int(runs, "runs", "benchmark", low=50)
     warmup = check_int(warmup, "warmup", "benchmark", low=0)
     f = load(path, threads=threads)
-    for _ in range(warmup):
-        f(example_input)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f(example_input)
-        times.append((time.perf_counter() - t) * 1e3)
-    times.sort()
+    times = [1e3 * t for t in time_calls(lambda: f(example_input), runs, warmup)]
     return dict(median_ms=statistics.median(times), p90_ms=times[min(runs - 1, int(0.9 * runs))],
                 min_ms=times[0], runs=runs, threads=threads, size_mb=Path(path).stat().st_size / 1e6)
 
@@ -273,16 +266,9 @@ def eager_benchmark(model: nn.Module, example_input: torch.Tensor, threads: int 
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            for _ in range(warmup):
-                model(example_input)
-            times = []
-            for _ in range(runs):
-                t = time.perf_counter()
-                model(example_input)
-                times.append((time.perf_counter() - t) * 1e3)
+            times = [1e3 * t for t in time_calls(lambda: model(example_input), runs, warmup)]
     finally:
         torch.set_num_threads(before)
-    times.sort()
     return dict(median_ms=statistics.median(times), p90_ms=times[min(runs - 1, int(0.9 * runs))],
                 min_ms=times[0], runs=runs, threads=threads)
 
