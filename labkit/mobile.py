@@ -122,6 +122,17 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
 
 
 # ---------------------------------------------------------------- export
+def _runtime_of(path, func: str) -> tuple[Path, str]:
+    """(Path, runtime) of a program path; the suffix picks the runtime (.pte or .onnx)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(_message("path", func, "a str or os.PathLike", type(path).__name__))
+    path = Path(path)
+    runtime = RUNTIMES.get(path.suffix)
+    if runtime is None:
+        raise ValueError(_message("path", func, "a file name ending in .pte or .onnx", str(path)))
+    return path, runtime
+
+
 def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | None = None,
            calibration=None, method: str = "minmax") -> Path:
     """Write `model` as an on-device program for inputs shaped like `example_input` and return
@@ -131,12 +142,7 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
     Runtime's static QDQ quantizer, per-channel weights, for .onnx ("minmax" or "percentile").
     `model` may also be the GraphModule `quantize_pt2e` returns (then quantize=None)."""
     check_module(model, "model", "export")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(_message("path", "export", "a str or os.PathLike", type(path).__name__))
-    path = Path(path)
-    runtime = RUNTIMES.get(path.suffix)
-    if runtime is None:
-        raise ValueError(_message("path", "export", "a file name ending in .pte or .onnx", str(path)))
+    path, runtime = _runtime_of(path, "export")
     check_tensor(example_input, "example_input", "export")
     if quantize is not None:
         check_choice(quantize, "quantize", "export", ("int8",))
@@ -212,12 +218,7 @@ def load(path, threads: int | None = None):
     (ExecuTorch for .pte, ONNX Runtime for .onnx). `threads`: intra-op threads (None: the
     runtime's default). ExecuTorch's XNNPACK thread pool is process-wide: the last `load`
     or `benchmark` sets it."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(_message("path", "load", "a str or os.PathLike", type(path).__name__))
-    path = Path(path)
-    runtime = RUNTIMES.get(path.suffix)
-    if runtime is None:
-        raise ValueError(_message("path", "load", "a file name ending in .pte or .onnx", str(path)))
+    path, runtime = _runtime_of(path, "load")
     if threads is not None:
         threads = check_int(threads, "threads", "load", low=1, high=256)
     if not path.is_file():

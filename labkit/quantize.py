@@ -121,6 +121,20 @@ def observe(x: torch.Tensor, axis: int | None = None) -> tuple[torch.Tensor, tor
     return lo, hi
 
 
+def _entry(x, bits, scheme, axis, scale, zero_point, func: str):
+    """The entry checks shared by `quantize` and `fake_quantize`; fills in x's min-max
+    (scale, zero_point) when none is given. → (axis, scale, zero_point, q_min, q_max)."""
+    check_tensor(x, "x", func)
+    bits = _bits(bits, func)
+    check_choice(scheme, "scheme", func, SCHEMES)
+    axis = _axis(axis, x, func)
+    if scale is None:
+        scale, zero_point = qparams(*observe(x, axis), bits=bits, scheme=scheme)
+    elif zero_point is None:
+        raise ValueError(_message("zero_point", func, "given whenever scale is given", None))
+    return (axis, scale, zero_point, *qrange(bits, scheme))
+
+
 def quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: int | None = None,
              scale: torch.Tensor | None = None, zero_point: torch.Tensor | None = None):
     """Quantize x → (q, scale, zero_point). q is an integer tensor of x's shape.
@@ -128,15 +142,7 @@ def quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: int |
     q's dtype: uint8 (affine) / int8 (symmetric) for bits ≤ 8, else int32. scale, zero_point
     come from x's min-max (`qparams(*observe(x, axis))`) unless given (e.g. from calibration).
     """
-    check_tensor(x, "x", "quantize")
-    bits = _bits(bits, "quantize")
-    check_choice(scheme, "scheme", "quantize", SCHEMES)
-    axis = _axis(axis, x, "quantize")
-    if scale is None:
-        scale, zero_point = qparams(*observe(x, axis), bits=bits, scheme=scheme)
-    elif zero_point is None:
-        raise ValueError(_message("zero_point", "quantize", "given whenever scale is given", None))
-    q_min, q_max = qrange(bits, scheme)
+    axis, scale, zero_point, q_min, q_max = _entry(x, bits, scheme, axis, scale, zero_point, "quantize")
     s, z = _shape(scale.float(), x, axis), _shape(zero_point, x, axis)
     q = torch.clamp(torch.round(x.detach().float() * (1.0 / s)) + z, q_min, q_max)
     return q.to(_int_dtype(bits, scheme)), scale, zero_point
@@ -178,16 +184,8 @@ def fake_quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: 
     Equals torch.fake_quantize_per_tensor_affine / fake_quantize_per_channel_affine, values and
     gradients. scale / zero_point: as in `quantize` (x's min-max when not given; not learned).
     """
-    check_tensor(x, "x", "fake_quantize")
-    bits = _bits(bits, "fake_quantize")
-    check_choice(scheme, "scheme", "fake_quantize", SCHEMES)
-    axis = _axis(axis, x, "fake_quantize")
-    if scale is None:
-        scale, zero_point = qparams(*observe(x, axis), bits=bits, scheme=scheme)
-    elif zero_point is None:
-        raise ValueError(_message("zero_point", "fake_quantize", "given whenever scale is given",
-                                  None))
-    q_min, q_max = qrange(bits, scheme)
+    axis, scale, zero_point, q_min, q_max = _entry(x, bits, scheme, axis, scale, zero_point,
+                                                   "fake_quantize")
     s = _shape(scale.to(x.device, torch.float32), x, axis)
     z = _shape(zero_point.to(x.device, torch.float32), x, axis)
     return _FakeQuant.apply(x, s, z, q_min, q_max)

@@ -107,7 +107,7 @@ def pareto_plot(table: pd.DataFrame, value: str = "accuracy",
     """One panel per cost column present: every run as a point, the Pareto front as a line."""
     import matplotlib.pyplot as plt
 
-    ok = table[table.get("status", "ok") == "ok"] if "status" in table else table
+    ok = table[table["status"] == "ok"] if "status" in table else table
     present = [c for c in costs if c in ok and value in ok]
     if not present:
         return None
