@@ -1,29 +1,18 @@
 """On-device inference: int8 post-training quantization, export, load, benchmark.
 
 ExecuTorch (https://pytorch.org/executorch) runs a `.pte` program; its XNNPACK delegate runs the
-convolutions with int8 or fp32 kernels. ONNX Runtime runs an `.onnx` file. The int8 flow is
-torchao's PT2E (the one ExecuTorch documents; torch 2.13 no longer has
-`torch.ao.quantization.quantize_pt2e`):
+convolutions with int8 or fp32 kernels. ONNX Runtime runs an `.onnx` file.
 
-    torch.export → prepare_pt2e(XNNPACKQuantizer) → run calibration batches → convert_pt2e
+    export(model, "m.pte", x, quantize="int8", calibration=[batch, ...]) → load("m.pte") → f(x)
 
-Weights are int8, symmetric, one scale per output channel c:  s_c = max|W_c| / 127,
-W_q = clamp(round(W / s_c), −127, 127). Activations are int8 affine per tensor,
-x_q = clamp(round(x / s) + z, −128, 127), with (s, z) chosen from the calibration data by `method`:
-
-- "minmax":     the range [min x, max x] seen in calibration — one outlier stretches s for all.
-- "percentile": the range [q_0.01 %, q_99.99 %] of the values seen — outliers are clipped.
-- "histogram":  torch's HistogramObserver: the range that minimizes the L2 error between x and its
-                quantized value over the calibration histogram (MSE calibration).
-
-All three are label-free (calibration needs images, not labels). See Krishnamoorthi 2018,
-"Quantizing deep convolutional networks for efficient inference", https://arxiv.org/abs/1806.08342,
-and Nagel et al. 2021, "A white paper on neural network quantization", https://arxiv.org/abs/2106.08295.
+For `.pte` the int8 model is `labkit.pt2e.quantize_pt2e`'s (per-channel int8 weights, per-tensor
+int8 activations, ReLU6-aware ranges, optional bias correction): the lowered program computes what
+that in-process model computes. For `.onnx` it is ONNX Runtime's static QDQ quantizer.
+`benchmark` times a program in its runtime, `eager_benchmark` the PyTorch model it came from.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import statistics
 from pathlib import Path
@@ -33,92 +22,9 @@ from torch import nn
 
 from ._validate import _message, check_choice, check_int, check_module, check_tensor
 from .count import time_calls
+from .pt2e import INSTALL, METHODS, _need, check_calibration, quantize_pt2e, xnnpack_config  # noqa: F401
 
-METHODS = ("minmax", "percentile", "histogram")
 RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
-
-
-def _need(module: str, pip: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"labkit.mobile needs {module!r}: pip install {pip}") from e
-
-
-# ---------------------------------------------------------------- calibration observers
-def _percentile_observer():
-    from torchao.quantization.pt2e import MinMaxObserver
-
-    class PercentileObserver(MinMaxObserver):
-        """Keeps the running min/max of each batch's 0.01 % and 99.99 % quantiles (not of x)."""
-
-        q = 1e-4
-
-        def forward(self, x):
-            if x.numel() == 0:
-                return x
-            v = x.detach().flatten().float()
-            if v.numel() > 1 << 20:   # torch.quantile's input limit: a fixed, evenly spaced sample
-                v = v[torch.linspace(0, v.numel() - 1, 1 << 20).long()]
-            lo, hi = torch.quantile(v, torch.tensor([self.q, 1 - self.q]))
-            self.min_val.copy_(torch.minimum(self.min_val, lo))
-            self.max_val.copy_(torch.maximum(self.max_val, hi))
-            return x
-
-    return PercentileObserver
-
-
-def xnnpack_config(method: str = "minmax"):
-    """XNNPACK's symmetric per-channel int8 config with the activation observer of `method`."""
-    check_choice(method, "method", "xnnpack_config", METHODS)
-    _need("executorch", "executorch==1.5.1 torchao==0.18.0")
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
-    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
-
-    cfg = get_symmetric_quantization_config(is_per_channel=True)
-    obs = {"minmax": MinMaxObserver, "percentile": _percentile_observer(),
-           "histogram": HistogramObserver}[method]
-    act = dataclasses.replace(cfg.input_activation, observer_or_fake_quant_ctr=obs.with_args(eps=2**-12))
-    return dataclasses.replace(cfg, input_activation=act, output_activation=act)
-
-
-def _check_calibration(calibration, example_input, func: str) -> list[torch.Tensor]:
-    if isinstance(calibration, torch.Tensor):
-        calibration = [calibration]
-    if not isinstance(calibration, (list, tuple)) or not calibration:
-        raise TypeError(_message("calibration", func, "a non-empty list of input batches (tensors)",
-                                 type(calibration).__name__))
-    for b in calibration:
-        check_tensor(b, "calibration", func)
-        if b.shape[1:] != example_input.shape[1:]:
-            raise ValueError(_message("calibration", func, f"batches of shape (N, {tuple(example_input.shape[1:])})",
-                                      tuple(b.shape)))
-    return list(calibration)
-
-
-def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, method: str = "minmax"):
-    """int8 copy of `model` (PT2E, XNNPACK quantizer), calibrated on `calibration` (a list of
-    input batches) with `method`. Returns a torch.fx.GraphModule that runs in-process with
-    quantize/dequantize ops — numerically the program `export` lowers. `model` is not modified.
-    Accepts any batch size."""
-    check_module(model, "model", "quantize_pt2e")
-    check_tensor(example_input, "example_input", "quantize_pt2e")
-    calibration = _check_calibration(calibration, example_input, "quantize_pt2e")
-    check_choice(method, "method", "quantize_pt2e", METHODS)
-    _need("executorch", "executorch==1.5.1 torchao==0.18.0")
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    model = copy.deepcopy(model).eval()
-    x2 = torch.cat([example_input[:1]] * 2)   # batch 2, so that export keeps the batch dynamic
-    gm = torch.export.export(model, (x2,), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
-    prepared = prepare_pt2e(gm, XNNPACKQuantizer().set_global(xnnpack_config(method)))
-    with torch.no_grad():
-        for batch in calibration:
-            prepared(batch)
-    return convert_pt2e(prepared)
 
 
 # ---------------------------------------------------------------- export
@@ -134,29 +40,35 @@ def _runtime_of(path, func: str) -> tuple[Path, str]:
 
 
 def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | None = None,
-           calibration=None, method: str = "minmax") -> Path:
+           calibration=None, method: str = "minmax", bias_correction: bool = False) -> Path:
     """Write `model` as an on-device program for inputs shaped like `example_input` and return
     its path. The suffix picks the runtime: `.pte` → ExecuTorch with the XNNPACK delegate,
     `.onnx` → ONNX Runtime. quantize="int8" quantizes first (needs `calibration`, a list of
     input batches): PT2E + XNNPACK quantizer for .pte (`method` as in `quantize_pt2e`); ONNX
     Runtime's static QDQ quantizer, per-channel weights, for .onnx ("minmax" or "percentile").
+    `bias_correction` (.pte only): see `labkit.pt2e`.
     `model` may also be the GraphModule `quantize_pt2e` returns (then quantize=None)."""
     check_module(model, "model", "export")
     path, runtime = _runtime_of(path, "export")
     check_tensor(example_input, "example_input", "export")
     if quantize is not None:
         check_choice(quantize, "quantize", "export", ("int8",))
-        calibration = _check_calibration(calibration, example_input, "export")
+        calibration = check_calibration(calibration, example_input, "export")
         check_choice(method, "method", "export", METHODS if runtime == "executorch" else METHODS[:2])
+    if not isinstance(bias_correction, bool):
+        raise TypeError(_message("bias_correction", "export", "a bool", repr(bias_correction)))
+    if bias_correction and (runtime != "executorch" or quantize is None):
+        raise ValueError(_message("bias_correction", "export", "False unless quantize='int8' for a .pte",
+                                  bias_correction))
     path.parent.mkdir(parents=True, exist_ok=True)
     if runtime == "onnxruntime":
         return _export_onnx(model, path, example_input, quantize, calibration, method)
-    _need("executorch", "executorch==1.5.1 torchao==0.18.0")
+    _need("executorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     if quantize == "int8":
-        model = quantize_pt2e(model, example_input, calibration, method)
+        model = quantize_pt2e(model, example_input, calibration, method, bias_correction=bias_correction)
     elif isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule):
         model = copy.deepcopy(model).eval()
     ep = torch.export.export(model, (example_input,))
@@ -232,7 +144,7 @@ def load(path, threads: int | None = None):
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         return lambda x: torch.from_numpy(sess.run(None, {name: x.detach().numpy()})[0])
-    _need("executorch", "executorch==1.5.1 torchao==0.18.0")
+    _need("executorch")
     from executorch.extension.pybindings import portable_lib
     from executorch.runtime import Runtime
 

@@ -276,3 +276,65 @@ def image_folder(root, limit: int | None = None) -> tuple[torch.Tensor, torch.Te
     if not xs:
         raise ValueError(_message("root", "image_folder", "a folder with at least one image", str(root)))
     return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+
+
+# ---------------------------------------------------------------- photos shipped in wheels (offline)
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "clock", "coins", "moon", "grass",
+          "gravel", "brick", "hubble_deep_field", "retina", "immunohistochemistry")   # scikit-image
+
+
+def photos(names=PHOTOS) -> dict[str, np.ndarray]:
+    """{name: (H, W[, 3]) uint8} of scikit-image's sample photos: the images notebook 08 scores."""
+    import skimage.data
+
+    return {n: getattr(skimage.data, n)() for n in names}
+
+
+def calibration_photos() -> dict[str, np.ndarray]:
+    """12 images that are NOT among `photos()`, for calibrating int8 ranges without touching the
+    images int8 is scored on: scikit-learn's two sample photos, matplotlib's two, and eight of
+    scikit-image's other samples (a stereo pair, cells, a retina scan, text, a logo, a colour wheel)."""
+    import matplotlib
+    import skimage.data
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    sample = Path(matplotlib.get_data_path()) / "sample_data"
+    china, flower = load_sample_images().images
+    left, right, _ = skimage.data.stereo_motorcycle()
+    out = {"china": china, "flower": flower,
+           "grace_hopper": np.array(Image.open(sample / "grace_hopper.jpg").convert("RGB")),
+           "present": np.array(Image.open(sample / "Minduka_Present_Blue_Pack.png").convert("RGB")),
+           "motorcycle_left": left, "motorcycle_right": right}
+    for n in ("colorwheel", "cell", "microaneurysms", "page", "text"):
+        out[n] = getattr(skimage.data, n)()
+    out["logo"] = skimage.data.logo()[..., :3]
+    return out
+
+
+def calibration_images(n: int = 16, seed: int = 0) -> torch.Tensor:
+    """(n, 3, 224, 224) preprocessed views of `calibration_photos()`: each photo's centre crop
+    first, then random views (shorter side resized to 224–400, random 224 crop, random mirror)."""
+    n = check_int(n, "n", "calibration_images", low=1, high=4096)
+    seed = check_int(seed, "seed", "calibration_images", low=0)
+    g = torch.Generator().manual_seed(seed)
+    images = list(calibration_photos().values())
+    out = []
+    for i in range(n):
+        image = images[i % len(images)]
+        if i < len(images):
+            out.append(preprocess(image))
+            continue
+        out.append(_random_view(image, g))
+    return torch.stack(out)
+
+
+def _random_view(image: np.ndarray, g: torch.Generator) -> torch.Tensor:
+    """Shorter side to a random r in 224–400, a random 224×224 crop of the central r×r square,
+    mirrored with probability 1/2."""
+    r = int(torch.randint(224, 401, (1,), generator=g))
+    x = preprocess(image, resize=r, crop=r)                       # (3, r, r)
+    i = int(torch.randint(0, x.shape[1] - 223, (1,), generator=g))
+    j = int(torch.randint(0, x.shape[2] - 223, (1,), generator=g))
+    x = x[:, i:i + 224, j:j + 224]
+    return x.flip(-1) if torch.rand(1, generator=g) < 0.5 else x

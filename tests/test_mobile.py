@@ -65,16 +65,6 @@ def test_benchmark_figures(int8_pte):
 
 
 @needs_et
-def test_percentile_observer_by_hand():
-    obs = mobile._percentile_observer()()
-    x = torch.arange(10001, dtype=torch.float32)           # quantiles 1e-4 and 1 − 1e-4: 1 and 9999
-    obs(x)
-    assert obs.min_val.item() == pytest.approx(1.0) and obs.max_val.item() == pytest.approx(9999.0)
-    obs(x + 5)                                               # running min of lows, max of highs
-    assert obs.min_val.item() == pytest.approx(1.0) and obs.max_val.item() == pytest.approx(10004.0)
-
-
-@needs_et
 @pytest.mark.parametrize("method", mobile.METHODS)
 def test_quantize_pt2e_methods_stay_close_to_fp32(method):
     model, X = tiny(), data(32, 4)
@@ -125,6 +115,10 @@ def test_bad_input(tmp_path):
         mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], method="histogram")
     with pytest.raises(ValueError, match="'method' parameter of quantize_pt2e"):
         mobile.quantize_pt2e(model, x, [x], method="adaround")
+    with pytest.raises(ValueError, match="'bias_correction' parameter of export"):
+        mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], bias_correction=True)
+    with pytest.raises(TypeError, match="'bias_correction' parameter of export"):
+        mobile.export(model, tmp_path / "m.pte", x, bias_correction="yes")
     with pytest.raises(FileNotFoundError, match="mobile.export"):
         mobile.load(tmp_path / "missing.pte")
     with pytest.raises(ValueError, match="'path' parameter of load"):

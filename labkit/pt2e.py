@@ -1,0 +1,242 @@
+"""int8 post-training quantization for XNNPACK (ExecuTorch), with two fixes beyond calibration.
+
+The flow is torchao's PT2E, the one ExecuTorch documents (torch 2.13 no longer has
+`torch.ao.quantization.quantize_pt2e`):
+
+    torch.export → prepare_pt2e(XNNPACKQuantizer) → run calibration batches → convert_pt2e
+
+Weights are int8, symmetric, one scale per output channel c:  s_c = max|W_c| / 127,
+W_q = clamp(round(W / s_c), −127, 127), after BatchNorm is folded into the convolution.
+Activations are int8 affine per tensor, x_q = clamp(round(x / s) + z, −128, 127), with (s, z)
+chosen from the calibration data by `method`:
+
+- "minmax":     the range [min x, max x] seen in calibration — one outlier stretches s for all.
+- "percentile": the range [q_0.01 %, q_99.99 %] of the values seen — outliers are clipped.
+- "histogram":  torch's HistogramObserver: the range that minimizes the L2 error between x and its
+                quantized value over the calibration histogram (MSE calibration).
+
+**ReLU6-aware ranges** (`fuse_relu6=True`). XNNPACK's quantizer fuses conv + ReLU but not conv +
+ReLU6 (hardtanh): it quantizes the convolution's output *before* the clamp, over the whole
+pre-activation range (say [−40, 30]), and the ReLU6 output shares those (s, z). Of 256 levels only
+the ~6/70 inside [0, 6] are then used. Observing the conv output as ReLU6 clamps it,
+x ↦ clamp(x, 0, 6), gives a range inside [0, 6]; quantizing to it clamps exactly as ReLU6 does, so
+the function is unchanged and the step s is ~10× finer.
+
+**Bias correction** (`bias_correction=True`; Nagel et al. 2019, "Data-free quantization through
+weight equalization and bias correction", https://arxiv.org/abs/1906.04721, §4.2, the empirical
+variant). Quantization noise is not zero-mean per channel: E[ỹ_c] ≠ E[y_c]. With calibration
+inputs, layer by layer in graph order (so each layer sees the already-corrected layers before it),
+
+    b_c ← b_c + E[y_c] − E[ỹ_c]        y: fp32 output (BN folded),  ỹ: the int8 model's output
+
+where E averages over the batch and spatial positions. The int32 bias of the lowered program
+carries the correction; nothing else changes. Label-free: calibration needs images, not labels.
+
+See also Krishnamoorthi 2018, https://arxiv.org/abs/1806.08342, and Nagel et al. 2021, "A white
+paper on neural network quantization", https://arxiv.org/abs/2106.08295.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import importlib
+
+import torch
+from torch import nn
+
+from ._validate import _message, check_choice, check_module, check_tensor
+
+METHODS = ("minmax", "percentile", "histogram")
+INSTALL = "executorch==1.5.1 torchao==0.18.0"
+_CLAMPS = ("hardtanh", "hardtanh_", "relu", "relu_")
+_LAYERS = ("conv2d", "linear")
+
+
+def _need(module: str, pip: str = INSTALL):
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"labkit needs {module!r}: pip install {pip}") from e
+
+
+def _op(node) -> str:
+    """'conv2d' for the node calling torch.ops.aten.conv2d.default; '' for a non-call."""
+    return node.target.__name__.split(".")[0] if node.op == "call_function" and hasattr(node.target, "__name__") else ""
+
+
+# ---------------------------------------------------------------- calibration observers
+@functools.cache
+def observers() -> dict:
+    """{method: observer class}. Each observes clamp(x, *self.clamp) when `clamp` is set (the
+    ReLU6-aware range); forward always returns x unchanged."""
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+
+    class PercentileObserver(MinMaxObserver):
+        """Keeps the running min/max of each batch's 0.01 % and 99.99 % quantiles (not of x)."""
+
+        q = 1e-4
+
+        def forward(self, x):
+            if x.numel() == 0:
+                return x
+            v = x.detach().flatten().float()
+            if v.numel() > 1 << 20:   # a fixed, evenly spaced sample of at most 2^20 values
+                v = v[torch.arange(1 << 20) * (v.numel() // (1 << 20))]
+            k = max(1, round(self.q * (v.numel() - 1)) + 1)      # ≈ torch.quantile's 'nearest' rank
+            lo, hi = v.kthvalue(k).values, v.kthvalue(v.numel() + 1 - k).values
+            self.min_val.copy_(torch.minimum(self.min_val, lo))
+            self.max_val.copy_(torch.maximum(self.max_val, hi))
+            return x
+
+    def clamped(cls):
+        class Clamped(cls):
+            clamp = None   # (low, high) of the activation that follows, or None
+
+            def forward(self, x):
+                if self.clamp is not None:
+                    super().forward(x.detach().clamp(*self.clamp))
+                    return x
+                return super().forward(x)
+
+        Clamped.__name__ = Clamped.__qualname__ = cls.__name__
+        return Clamped
+
+    return {"minmax": clamped(MinMaxObserver), "percentile": clamped(PercentileObserver),
+            "histogram": clamped(HistogramObserver)}
+
+
+def xnnpack_config(method: str = "minmax"):
+    """XNNPACK's symmetric per-channel int8 config with the activation observer of `method`."""
+    check_choice(method, "method", "xnnpack_config", METHODS)
+    _need("executorch")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+
+    cfg = get_symmetric_quantization_config(is_per_channel=True)
+    act = dataclasses.replace(cfg.input_activation,
+                              observer_or_fake_quant_ctr=observers()[method].with_args(eps=2**-12))
+    return dataclasses.replace(cfg, input_activation=act, output_activation=act)
+
+
+def check_calibration(calibration, example_input, func: str) -> list[torch.Tensor]:
+    """`calibration` as a list of input batches shaped like `example_input` (one tensor is one batch)."""
+    if isinstance(calibration, torch.Tensor):
+        calibration = [calibration]
+    if not isinstance(calibration, (list, tuple)) or not calibration:
+        raise TypeError(_message("calibration", func, "a non-empty list of input batches (tensors)",
+                                 type(calibration).__name__))
+    for b in calibration:
+        check_tensor(b, "calibration", func)
+        if b.shape[1:] != example_input.shape[1:]:
+            raise ValueError(_message("calibration", func, f"batches of shape (N, {tuple(example_input.shape[1:])})",
+                                      tuple(b.shape)))
+    return list(calibration)
+
+
+# ---------------------------------------------------------------- the two fixes
+def clamp_observed_ranges(prepared: torch.fx.GraphModule) -> int:
+    """Make the observer of every conv/linear output that feeds only a ReLU6 (or ReLU) observe the
+    clamped values. Returns how many observers now clamp."""
+    n = 0
+    for node in prepared.graph.nodes:
+        if _op(node) not in _CLAMPS:
+            continue
+        obs_node = node.args[0]
+        if obs_node.op != "call_module" or len(obs_node.users) != 1 or _op(obs_node.args[0]) not in _LAYERS:
+            continue
+        low, high = (0.0, float("inf")) if _op(node).startswith("relu") else (float(node.args[1]), float(node.args[2]))
+        prepared.get_submodule(obs_node.target).clamp = (low, high)
+        n += 1
+    return n
+
+
+class _Tap(torch.fx.Interpreter):
+    """Runs a GraphModule and calls `hook(node, output) → output` after every conv2d/linear node."""
+
+    def __init__(self, gm, hook):
+        super().__init__(gm)
+        self.hook = hook
+
+    def run_node(self, node):
+        out = super().run_node(node)
+        return self.hook(node, out) if _op(node) in _LAYERS else out
+
+
+def _channel_mean(y: torch.Tensor) -> torch.Tensor:
+    """E over batch (and space) of y: (N, C[, H, W]) → (C,)."""
+    return y.mean([0, 2, 3]) if y.dim() == 4 else y.mean(0)
+
+
+def correct_biases(quantized: torch.fx.GraphModule, reference: torch.fx.GraphModule, calibration) -> int:
+    """Empirical bias correction, in place on `quantized` (convert_pt2e's output); `reference` is the
+    calibrated prepared model (fp32, BN folded, same layers in the same order). One pass: each
+    layer is corrected before the layers after it run. Returns the number of corrected layers."""
+    x = torch.cat(calibration)
+    with torch.no_grad():
+        mean_y: list[torch.Tensor] = []   # E[y] of each layer, before the (in-place) ReLU6 after it
+
+        def record(node, y):
+            mean_y.append(_channel_mean(y))
+            return y
+
+        _Tap(reference, record).run(x)
+        it = iter(mean_y)
+        corrected = 0
+
+        def correct(node, y_q):
+            nonlocal corrected
+            delta = next(it) - _channel_mean(y_q)             # E[y] − E[ỹ], one value per channel
+            bias = node.args[2] if len(node.args) > 2 else None
+            if bias is None or getattr(bias, "op", "") != "get_attr":
+                return y_q
+            functools.reduce(getattr, bias.target.split("."), quantized).data += delta
+            corrected += 1
+            return y_q + (delta[:, None, None] if y_q.dim() == 4 else delta)
+
+        _Tap(quantized, correct).run(x)
+    if next(it, None) is not None:
+        raise RuntimeError("correct_biases: the quantized and reference graphs have different layers")
+    return corrected
+
+
+def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax", fuse_relu6: bool = True):
+    """The observed graph before calibration: torch.export (batch dimension dynamic) of a copy of
+    `model`, annotated by XNNPACK's quantizer with `method`'s observers; ReLU6-aware if `fuse_relu6`."""
+    _need("executorch")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    model = copy.deepcopy(model).eval()
+    x2 = torch.cat([example_input[:1]] * 2)   # batch 2, so that export keeps the batch dynamic
+    gm = torch.export.export(model, (x2,), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+    prepared = prepare_pt2e(gm, XNNPACKQuantizer().set_global(xnnpack_config(method)))
+    if fuse_relu6:
+        clamp_observed_ranges(prepared)
+    return prepared
+
+
+def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, method: str = "minmax",
+                  fuse_relu6: bool = True, bias_correction: bool = False):
+    """int8 copy of `model` (PT2E, XNNPACK quantizer), calibrated on `calibration` (a list of
+    input batches) with `method`; `fuse_relu6` and `bias_correction` as in the module docstring.
+    Returns a torch.fx.GraphModule that runs in-process with quantize/dequantize ops — numerically
+    the program `mobile.export` lowers. `model` is not modified. Accepts any batch size."""
+    check_module(model, "model", "quantize_pt2e")
+    check_tensor(example_input, "example_input", "quantize_pt2e")
+    calibration = check_calibration(calibration, example_input, "quantize_pt2e")
+    check_choice(method, "method", "quantize_pt2e", METHODS)
+    for name, flag in (("fuse_relu6", fuse_relu6), ("bias_correction", bias_correction)):
+        if not isinstance(flag, bool):
+            raise TypeError(_message(name, "quantize_pt2e", "a bool", repr(flag)))
+    _need("executorch")
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    prepared = prepare(model, example_input, method, fuse_relu6)
+    with torch.no_grad():
+        for batch in calibration:
+            prepared(batch)
+    reference = copy.deepcopy(prepared) if bias_correction else None
+    quantized = convert_pt2e(prepared)
+    if bias_correction:
+        correct_biases(quantized, reference, calibration)
+    return quantized

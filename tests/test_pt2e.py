@@ -1,0 +1,136 @@
+"""labkit.pt2e: calibration observers, ReLU6-aware ranges, empirical bias correction."""
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+HAS_ET = importlib.util.find_spec("executorch") is not None
+pytestmark = pytest.mark.skipif(not HAS_ET, reason="executorch not importable: pip install executorch==1.5.1 torchao==0.18.0")
+
+if HAS_ET:
+    from labkit import pt2e
+
+
+def block(seed=0, gain=1.0):
+    """conv 3×3 → BN → ReLU6 → depthwise 3×3 → BN → ReLU6 → 1×1 (linear bottleneck) → pool → linear.
+    `gain` scales the first conv, so its pre-activations run far outside ReLU6's [0, 6]."""
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6(),
+                      nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU6(),
+                      nn.Conv2d(16, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+    with torch.no_grad():
+        m[0].weight *= gain
+        for bn in (m[1], m[4]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2)
+            bn.bias.uniform_(-0.5, 0.5)
+    return m
+
+
+def data(n, seed):
+    return torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def sqnr(ref, out):
+    return 10 * torch.log10(ref.pow(2).sum() / (ref - out).pow(2).sum()).item()
+
+
+def test_percentile_observer_by_hand():
+    obs = pt2e.observers()["percentile"]()
+    x = torch.arange(10001, dtype=torch.float32)           # quantiles 1e-4 and 1 − 1e-4: 1 and 9999
+    assert obs(x) is x
+    assert obs.min_val.item() == 1.0 and obs.max_val.item() == 9999.0
+    obs(x + 5)                                               # running min of lows, max of highs
+    assert obs.min_val.item() == 1.0 and obs.max_val.item() == 10004.0
+    big = torch.arange(3 << 20, dtype=torch.float32)         # > 2^20 values: an even sample, no error
+    obs2 = pt2e.observers()["percentile"]()
+    obs2(big)
+    assert 0 <= obs2.min_val.item() < 1e-3 * big.numel() and obs2.max_val.item() > 0.999 * big.numel()
+
+
+@pytest.mark.parametrize("method", pt2e.METHODS if HAS_ET else [])
+def test_clamped_observer_sees_the_clamped_values(method):
+    obs = pt2e.observers()[method]()
+    obs.clamp = (0.0, 6.0)
+    x = torch.linspace(-20, 30, 10001)
+    assert torch.equal(obs(x), x)                            # the tensor passes unchanged
+    lo, hi = obs.min_val.item(), obs.max_val.item()
+    assert 0.0 <= lo <= 0.01 and 5.5 <= hi <= 6.0
+
+
+def test_clamp_observed_ranges_marks_each_conv_before_relu6():
+    prepared = pt2e.prepare(block(), data(1, 0), "minmax", fuse_relu6=False)
+    assert pt2e.clamp_observed_ranges(prepared) == 2        # the two conv → ReLU6 pairs, not the 1×1
+    clamps = [m.clamp for m in prepared.modules() if getattr(m, "clamp", None) is not None]
+    assert clamps == [(0.0, 6.0), (0.0, 6.0)]
+
+
+def test_relu6_aware_ranges_cut_the_error():
+    """XNNPACK's quantizer as shipped quantizes the conv output over its whole pre-activation range,
+    and the ReLU6 output shares that step; observing the conv output as ReLU6 clamps it keeps the
+    function and gives a step of 6/255."""
+    model, X = block(gain=8.0)[:3], data(64, 1)                # conv → BN → ReLU6
+    with torch.no_grad():
+        pre = model[1](model[0](X))
+        ref = model(X)
+    assert pre.min() < -10 and pre.max() > 20                 # the case the fix is for
+    stock = pt2e.quantize_pt2e(model, X[:1], [X], fuse_relu6=False)
+    fused = pt2e.quantize_pt2e(model, X[:1], [X], fuse_relu6=True)
+    with torch.no_grad():
+        out_stock, out_fused = stock(X), fused(X)
+    step = lambda out: out.unique().diff().min().item()       # the smallest step between output levels
+    assert step(out_fused) == pytest.approx(6 / 255, rel=0.02)
+    assert step(out_stock) > 4 * 6 / 255                       # the shipped quantizer: a coarser step
+    assert sqnr(ref, out_fused) > sqnr(ref, out_stock) + 3     # 4.6 dB here; the rest is the input's and weights' error
+
+
+def test_bias_correction_matches_the_channel_means_layer_by_layer():
+    """After correction, each layer's output mean on the calibration data equals the fp32 model's:
+    E[ỹ_c] = E[y_c] for every layer — which holds for the later layers only if the correction was
+    applied in order, each layer seeing the corrected ones before it."""
+    import copy
+
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    model, X = block(gain=3.0), data(32, 2)
+    prepared = pt2e.prepare(model, X[:1], "minmax")
+    with torch.no_grad():
+        prepared(X)
+    reference = copy.deepcopy(prepared)
+    quantized = convert_pt2e(prepared)
+
+    def means(g):
+        out = []
+        pt2e._Tap(g, lambda node, y: (out.append(pt2e._channel_mean(y)), y)[1]).run(X)
+        return out
+
+    with torch.no_grad():
+        want, before = means(reference), means(quantized)
+        weights = {k: v.clone() for k, v in quantized.state_dict().items() if "bias" not in k}
+        assert pt2e.correct_biases(quantized, reference, [X]) == 4
+        after = means(quantized)
+    assert len(want) == len(after) == 4
+    assert max((w - b).abs().max().item() for w, b in zip(want, before)) > 1e-3   # there was a shift
+    for w, a in zip(want, after):
+        assert torch.allclose(w, a, atol=1e-5)
+    assert all(torch.equal(v, quantized.state_dict()[k]) for k, v in weights.items())   # only biases move
+
+
+def test_bias_correction_keeps_the_model_close_on_new_data():
+    model, X, Y = block(gain=3.0), data(64, 3), data(64, 4)
+    q = pt2e.quantize_pt2e(model, X[:1], [X], bias_correction=True)
+    with torch.no_grad():
+        assert sqnr(model(Y), q(Y)) > 20
+
+
+def test_bad_input():
+    model, x = block(), data(1, 0)
+    with pytest.raises(TypeError, match="'fuse_relu6' parameter of quantize_pt2e must be a bool"):
+        pt2e.quantize_pt2e(model, x, [x], fuse_relu6=1)
+    with pytest.raises(TypeError, match="'bias_correction' parameter of quantize_pt2e must be a bool"):
+        pt2e.quantize_pt2e(model, x, [x], bias_correction="yes")
+    with pytest.raises(ValueError, match="'method' parameter of xnnpack_config"):
+        pt2e.xnnpack_config("entropy")
+    with pytest.raises(TypeError, match="'calibration' parameter of quantize_pt2e"):
+        pt2e.quantize_pt2e(model, x, None)
