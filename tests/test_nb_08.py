@@ -26,10 +26,23 @@ def test_08_runs_with_other_parameters(run_notebook, tmp_path):
     nb = run_notebook("08", smoke=True, seed=1, calibration=2, method="percentile", threads=2,
                       compare_methods=False, image_dir=str(tmp_path))
     text = outputs_text(nb)
-    assert "runtime onnxruntime, method percentile, calibration 2 photos, threads 2, smoke True" in text
+    assert "runtime onnxruntime, method percentile, calibration 2 images, threads 2, smoke True" in text
     assert "fp32 program agrees with PyTorch on 100.0%" in text
     assert "percentile" in text and "    minmax" not in text
     assert "fp32: top-1 1.000, top-5 1.000 on 2 images" in text
+
+
+@pytest.mark.notebook
+def test_08_runs_on_executorch_with_bias_correction(run_notebook):
+    pytest.importorskip("executorch", reason="pip install executorch==1.5.1 torchao==0.18.0")
+    nb = run_notebook("08", runtime="executorch", method="histogram", bias_correction=True, smoke=True,
+                      calibration=4)
+    text = outputs_text(nb)
+    assert "runtime executorch, method histogram, calibration 4 images" in text
+    assert "in-process int8 and the .pte program: same top-1 on" in text
+    for row in ("XNNPACK as shipped, minmax", "ReLU6-aware, minmax", "ReLU6-aware, histogram",
+                "ReLU6-aware, histogram, bias correction"):
+        assert row in text
 
 
 @pytest.mark.notebook
@@ -38,3 +51,6 @@ def test_08_rejects_a_bad_parameter_value_with_a_clear_message(run_notebook):
         run_notebook("08", runtime="onnxruntime", method="histogram", smoke=True)
     assert e.value.ename == "ValueError"
     assert "The 'method' parameter of 08_mobilenet_mobile_inference must be one of 'minmax', 'percentile'" in e.value.evalue
+    with pytest.raises(papermill.PapermillExecutionError) as e:
+        run_notebook("08", bias_correction=True, compare_methods=False, smoke=True)
+    assert "The 'bias_correction' parameter of 08_mobilenet_mobile_inference" in e.value.evalue
