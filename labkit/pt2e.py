@@ -41,6 +41,7 @@ import copy
 import dataclasses
 import functools
 import importlib
+import logging
 
 import torch
 from torch import nn
@@ -54,10 +55,24 @@ _LAYERS = ("conv2d", "linear")
 
 
 def _need(module: str, pip: str = INSTALL):
+    """Import `module` (for ExecuTorch also torchao's PT2E), or say how to install it. torchao's
+    'Failed to load <CUDA kernel library>' notes and torch's deprecation note about its enums,
+    logged once at import on a CPU-only machine, are kept out of the notebook's output."""
+    quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.ERROR)
     try:
-        return importlib.import_module(module)
+        mod = importlib.import_module(module)
+        if module == "executorch":
+            importlib.import_module("torchao.quantization.pt2e.quantize_pt2e")
+            importlib.import_module("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
+        return mod
     except ImportError as e:
         raise ImportError(f"labkit needs {module!r}: pip install {pip}") from e
+    finally:
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
 
 
 def _op(node) -> str:
