@@ -234,8 +234,10 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
                   fuse_relu6: bool = True, bias_correction: bool = False):
     """int8 copy of `model` (PT2E, XNNPACK quantizer), calibrated on `calibration` (a list of
     input batches) with `method`; `fuse_relu6` and `bias_correction` as in the module docstring.
-    Returns a torch.fx.GraphModule that runs in-process with quantize/dequantize ops — numerically
-    the program `mobile.export` lowers. `model` is not modified. Accepts any batch size."""
+    Returns a torch.fx.GraphModule that runs in-process with quantize/dequantize ops: the network
+    `mobile.export` lowers, though XNNPACK's integer arithmetic (int32 bias, its own requantization)
+    can land a value one level apart, and such differences spread over many layers.
+    `model` is not modified. Accepts any batch size."""
     check_module(model, "model", "quantize_pt2e")
     check_tensor(example_input, "example_input", "quantize_pt2e")
     calibration = check_calibration(calibration, example_input, "quantize_pt2e")
