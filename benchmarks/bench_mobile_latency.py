@@ -4,7 +4,8 @@
                                                           [--runtimes executorch,onnxruntime]
 
 Exports torchvision's pretrained MobileNetV2 (labkit.mobilenet) with labkit.mobile.export to each
-runtime, fp32 and int8 (per-channel weights, activations calibrated on 8 scikit-image photos), then
+runtime, fp32 and int8 (per-channel weights; activations calibrated on 16 views of 12 photos that
+are not scored, `mb.calibration_images`; ReLU6-aware ranges for ExecuTorch), then
 prints per program: file size, median / p90 latency over `runs` calls after warm-up, and the ratios
 against PyTorch eager fp32 measured in this same run (the reference), plus int8 top-1 agreement with
 fp32 on the photos and their mirror images. Timings on a shared machine are noisy: compare ratios.
@@ -24,9 +25,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from labkit import mobile, mobilenet as mb  # noqa: E402
 
-NAMES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "clock", "coins", "moon", "grass",
-         "gravel", "brick", "hubble_deep_field", "retina", "immunohistochemistry"]
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -35,10 +33,9 @@ def main() -> None:
     ap.add_argument("--method", default="percentile", choices=mobile.METHODS)
     ap.add_argument("--runtimes", default="executorch,onnxruntime")
     args = ap.parse_args()
-    import skimage.data
-
     model = mb.mobilenet_v2(pretrained=True)
-    X = torch.stack([mb.preprocess(getattr(skimage.data, n)()) for n in NAMES])
+    X = torch.stack([mb.preprocess(p) for p in mb.photos().values()])
+    calib = [mb.calibration_images(16)]
     views = torch.cat([X, X.flip(-1)])
     with torch.no_grad():
         ref = model(views).argmax(1)
@@ -55,7 +52,7 @@ def main() -> None:
         for q in (None, "int8"):
             t = time.perf_counter()
             path = mobile.export(model, work / f"mnv2_{q or 'fp32'}{suffix}", x, quantize=q,
-                                 calibration=[X[:8]] if q else None, method=method)
+                                 calibration=calib if q else None, method=method)
             seconds = time.perf_counter() - t
             agree = (mobile.predict(mobile.load(path), views).argmax(1) == ref).float().mean().item()
             r = mobile.benchmark(path, x, threads=args.threads, runs=args.runs)
