@@ -5,7 +5,7 @@
 
 Exports torchvision's pretrained MobileNetV2 (labkit.mobilenet) with labkit.mobile.export to each
 runtime, fp32 and int8 (per-channel weights; activations calibrated on 16 views of 12 photos that
-are not scored, `mb.calibration_images`; ReLU6-aware ranges for ExecuTorch), then
+are not scored, `images.calibration_images`; ReLU6-aware ranges for ExecuTorch), then
 prints per program: file size, median / p90 latency over `runs` calls after warm-up, and the ratios
 against PyTorch eager fp32 measured in this same run (the reference), plus int8 top-1 agreement with
 fp32 on the photos and their mirror images. Timings on a shared machine are noisy: compare ratios.
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from labkit import mobile, mobilenet as mb  # noqa: E402
+from labkit import images, mobile, mobilenet as mb  # noqa: E402
 
 
 def main() -> None:
@@ -34,8 +34,8 @@ def main() -> None:
     ap.add_argument("--runtimes", default="executorch,onnxruntime")
     args = ap.parse_args()
     model = mb.mobilenet_v2(pretrained=True)
-    X = torch.stack([mb.preprocess(p) for p in mb.photos().values()])
-    calib = [mb.calibration_images(16)]
+    X = torch.stack([mb.preprocess(p) for p in images.photos().values()])
+    calib = [images.calibration_images(16)]
     views = torch.cat([X, X.flip(-1)])
     with torch.no_grad():
         ref = model(views).argmax(1)

@@ -159,17 +159,3 @@ def test_other_bad_input():
         mb.block_costs(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="'k' parameter of topk"):
         mb.topk(torch.randn(1, 10), 11)
-
-
-def test_image_folder_labels_from_wnids_and_indices(tmp_path):
-    for folder in ("n07920052", "285"):
-        (tmp_path / folder).mkdir()
-        Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(tmp_path / folder / "a.png")
-    (tmp_path / "285" / "notes.txt").write_text("not an image")          # skipped
-    X, y = mb.image_folder(tmp_path)
-    assert X.shape == (2, 3, 224, 224) and y.tolist() == [285, 967]    # "285" sorts first; espresso = 967
-    (tmp_path / "cats").mkdir()
-    with pytest.raises(ValueError, match="'root' parameter of image_folder"):
-        mb.image_folder(tmp_path)
-    with pytest.raises(ValueError, match="'root' parameter of image_folder"):
-        mb.image_folder(tmp_path / "missing")

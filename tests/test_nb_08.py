@@ -1,5 +1,6 @@
 """Notebook 08 under papermill with non-default parameters (smoke size), and a bad parameter."""
 import importlib.util
+import re
 
 import papermill
 import pytest
@@ -19,17 +20,23 @@ def test_08_runs_with_other_parameters(run_notebook, tmp_path):
     import skimage.data
     from PIL import Image
 
-    for folder, img in (("n07920052", skimage.data.coffee()), ("285", skimage.data.chelsea())):
+    coffee = skimage.data.coffee()
+    for folder, imgs in (("n07920052", [coffee, coffee[:, ::-1]]), ("285", [skimage.data.chelsea()])):
         (tmp_path / folder).mkdir()
-        Image.fromarray(img).save(tmp_path / folder / "a.png")
-    # the default run (nbval) compares the methods; here only the non-default one, to stay small
-    nb = run_notebook("08", smoke=True, seed=1, calibration=2, method="percentile", threads=2,
-                      compare_methods=False, image_dir=str(tmp_path))
+        for i, img in enumerate(imgs):
+            Image.fromarray(np.ascontiguousarray(img)).save(tmp_path / folder / f"{i}.png")
+    # the default run (nbval) compares the methods; here only the non-default one, to stay small.
+    # One of the three labelled images calibrates int8 and is left out of the scored ones.
+    nb = run_notebook("08", smoke=True, seed=1, calibration=1, method="percentile", threads=2,
+                      compare_methods=False, image_dir=str(tmp_path), calibration_dir=str(tmp_path))
     text = outputs_text(nb)
-    assert "runtime onnxruntime, method percentile, calibration 2 images, threads 2, smoke True" in text
+    assert "runtime onnxruntime, method percentile, calibration 1 images, threads 2, smoke True" in text
     assert "fp32 program agrees with PyTorch on 100.0%" in text
     assert "percentile" in text and "    minmax" not in text
-    assert "fp32: top-1 1.000, top-5 1.000 on 2 images" in text
+    assert "2 labelled images scored (1 left out: used for calibration)" in text
+    # images, top1, top5, agreement, delta_top1: fp32 names all three photos (espresso, Egyptian cat)
+    assert re.search(r"\nfp32\s+2\s+1\.0\s+1\.0\s+1\.0\s+0\.0\n", text)
+    assert re.search(r"\nint8 onnxruntime percentile\s+2\s", text)
 
 
 @pytest.mark.notebook
@@ -54,3 +61,6 @@ def test_08_rejects_a_bad_parameter_value_with_a_clear_message(run_notebook):
     with pytest.raises(papermill.PapermillExecutionError) as e:
         run_notebook("08", bias_correction=True, compare_methods=False, smoke=True)
     assert "The 'bias_correction' parameter of 08_mobilenet_mobile_inference" in e.value.evalue
+    with pytest.raises(papermill.PapermillExecutionError) as e:
+        run_notebook("08", calibration_dir="/no/such/folder", smoke=True)
+    assert "The 'calibration_dir' parameter of 08_mobilenet_mobile_inference must be '' or an existing folder" in e.value.evalue
