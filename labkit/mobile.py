@@ -6,8 +6,8 @@ convolutions with int8 or fp32 kernels. ONNX Runtime runs an `.onnx` file.
     export(model, "m.pte", x, quantize="int8", calibration=[batch, ...]) → load("m.pte") → f(x)
 
 For `.pte` the int8 model is `labkit.pt2e.quantize_pt2e`'s (per-channel int8 weights, per-tensor
-int8 activations, ReLU6-aware ranges, optional bias correction): the lowered program computes what
-that in-process model computes. For `.onnx` it is ONNX Runtime's static QDQ quantizer with uint8
+int8 activations, ReLU6-aware ranges, optional bias correction and AdaRound): the lowered program
+computes what that in-process model computes. For `.onnx` it is ONNX Runtime's static QDQ quantizer with uint8
 weights and activations: on x86 CPUs without VNNI, ONNX Runtime's int8 kernels for uint8 activations
 × int8 weights multiply with VPMADDUBSW, whose int16 pair sums saturate — MobileNetV2's logit SQNR
 fell from 14.2 dB (the same QDQ graph run unoptimized, i.e. exactly) to 8.7 dB. U8U8 kernels do
@@ -44,13 +44,14 @@ def _runtime_of(path, func: str) -> tuple[Path, str]:
 
 
 def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | None = None,
-           calibration=None, method: str = "minmax", bias_correction: bool = False) -> Path:
+           calibration=None, method: str = "minmax", bias_correction: bool = False,
+           adaround: bool = False) -> Path:
     """Write `model` as an on-device program for inputs shaped like `example_input` and return
     its path. The suffix picks the runtime: `.pte` → ExecuTorch with the XNNPACK delegate,
     `.onnx` → ONNX Runtime. quantize="int8" quantizes first (needs `calibration`, a list of
     input batches): PT2E + XNNPACK quantizer for .pte (`method` as in `quantize_pt2e`); ONNX
     Runtime's static QDQ quantizer, per-channel weights, for .onnx ("minmax" or "percentile").
-    `bias_correction` (.pte only): see `labkit.pt2e`.
+    `bias_correction` and `adaround` (.pte only): see `labkit.pt2e`.
     `model` may also be the GraphModule `quantize_pt2e` returns (then quantize=None)."""
     check_module(model, "model", "export")
     path, runtime = _runtime_of(path, "export")
@@ -59,11 +60,11 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
         check_choice(quantize, "quantize", "export", ("int8",))
         calibration = check_calibration(calibration, example_input, "export")
         check_choice(method, "method", "export", METHODS if runtime == "executorch" else METHODS[:2])
-    if not isinstance(bias_correction, bool):
-        raise TypeError(_message("bias_correction", "export", "a bool", repr(bias_correction)))
-    if bias_correction and (runtime != "executorch" or quantize is None):
-        raise ValueError(_message("bias_correction", "export", "False unless quantize='int8' for a .pte",
-                                  bias_correction))
+    for name, flag in (("bias_correction", bias_correction), ("adaround", adaround)):
+        if not isinstance(flag, bool):
+            raise TypeError(_message(name, "export", "a bool", repr(flag)))
+        if flag and (runtime != "executorch" or quantize is None):
+            raise ValueError(_message(name, "export", "False unless quantize='int8' for a .pte", flag))
     path.parent.mkdir(parents=True, exist_ok=True)
     if runtime == "onnxruntime":
         return _export_onnx(model, path, example_input, quantize, calibration, method)
@@ -72,7 +73,8 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
     from executorch.exir import to_edge_transform_and_lower
 
     if quantize == "int8":
-        model = quantize_pt2e(model, example_input, calibration, method, bias_correction=bias_correction)
+        model = quantize_pt2e(model, example_input, calibration, method, bias_correction=bias_correction,
+                              adaround=adaround)
     elif isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule):
         model = copy.deepcopy(model).eval()
     ep = torch.export.export(model, (example_input,))

@@ -32,6 +32,10 @@ inputs, layer by layer in graph order (so each layer sees the already-corrected 
 where E averages over the batch and spatial positions. The int32 bias of the lowered program
 carries the correction; nothing else changes. Label-free: calibration needs images, not labels.
 
+**AdaRound** (`adaround=True`; `labkit.adaround`): each weight rounds up or down as minimizes the
+layer's output error on the calibration images, not to nearest; the integers stay on XNNPACK's
+per-channel grid, so the lowered program carries them.
+
 See also Krishnamoorthi 2018, https://arxiv.org/abs/1806.08342, and Nagel et al. 2021, "A white
 paper on neural network quantization", https://arxiv.org/abs/2106.08295.
 """
@@ -42,11 +46,13 @@ import dataclasses
 import functools
 import importlib
 import logging
+import warnings
 
 import torch
 from torch import nn
 
 from ._validate import _message, check_choice, check_module, check_tensor
+from .adaround import adaround as round_weights
 
 METHODS = ("minmax", "percentile", "histogram")
 INSTALL = "executorch==1.5.1 torchao==0.18.0"
@@ -214,16 +220,30 @@ def correct_biases(quantized: torch.fx.GraphModule, reference: torch.fx.GraphMod
     return corrected
 
 
+def export_graph(model: nn.Module, example_input: torch.Tensor) -> torch.fx.GraphModule:
+    """torch.export of a copy of `model` (eval) with the batch dimension dynamic: the graph `prepare`
+    annotates. `quantize_pt2e` accepts it in place of the model, to export once for several methods."""
+    check_module(model, "model", "export_graph")
+    check_tensor(example_input, "example_input", "export_graph")
+    x2 = torch.cat([example_input[:1]] * 2)   # batch 2, so that export keeps the batch dynamic
+    return torch.export.export(copy.deepcopy(model).eval(), (x2,),
+                               dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+
+
 def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax", fuse_relu6: bool = True):
-    """The observed graph before calibration: torch.export (batch dimension dynamic) of a copy of
-    `model`, annotated by XNNPACK's quantizer with `method`'s observers; ReLU6-aware if `fuse_relu6`."""
+    """The observed graph before calibration: `export_graph(model)` (or a copy of `model` if it is
+    that graph already), annotated by XNNPACK's quantizer with `method`'s observers; ReLU6-aware
+    if `fuse_relu6`."""
     _need("executorch")
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    model = copy.deepcopy(model).eval()
-    x2 = torch.cat([example_input[:1]] * 2)   # batch 2, so that export keeps the batch dynamic
-    gm = torch.export.export(model, (x2,), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+    if isinstance(model, torch.fx.GraphModule):
+        with warnings.catch_warnings():   # torch's own pytree note, raised by copying an exported graph
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            gm = copy.deepcopy(model)
+    else:
+        gm = export_graph(model, example_input)
     prepared = prepare_pt2e(gm, XNNPACKQuantizer().set_global(xnnpack_config(method)))
     if fuse_relu6:
         clamp_observed_ranges(prepared)
@@ -231,9 +251,11 @@ def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax
 
 
 def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, method: str = "minmax",
-                  fuse_relu6: bool = True, bias_correction: bool = False):
+                  fuse_relu6: bool = True, bias_correction: bool = False, adaround: bool = False):
     """int8 copy of `model` (PT2E, XNNPACK quantizer), calibrated on `calibration` (a list of
-    input batches) with `method`; `fuse_relu6` and `bias_correction` as in the module docstring.
+    input batches) with `method`; `fuse_relu6` and `bias_correction` as in the module docstring;
+    `adaround`: the weights are rounded by `labkit.adaround` on the calibration images first
+    (`model` must then be the nn.Module, not `export_graph`'s graph).
     Returns a torch.fx.GraphModule that runs in-process with quantize/dequantize ops: the network
     `mobile.export` lowers, though XNNPACK's integer arithmetic (int32 bias, its own requantization)
     can land a value one level apart, and such differences spread over many layers.
@@ -242,12 +264,14 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
     check_tensor(example_input, "example_input", "quantize_pt2e")
     calibration = check_calibration(calibration, example_input, "quantize_pt2e")
     check_choice(method, "method", "quantize_pt2e", METHODS)
-    for name, flag in (("fuse_relu6", fuse_relu6), ("bias_correction", bias_correction)):
+    for name, flag in (("fuse_relu6", fuse_relu6), ("bias_correction", bias_correction), ("adaround", adaround)):
         if not isinstance(flag, bool):
             raise TypeError(_message(name, "quantize_pt2e", "a bool", repr(flag)))
     _need("executorch")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
+    if adaround:
+        model = round_weights(model, torch.cat(calibration))
     prepared = prepare(model, example_input, method, fuse_relu6)
     with torch.no_grad():
         for batch in calibration:

@@ -143,6 +143,8 @@ def test_bad_input(tmp_path):
         mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], bias_correction=True)
     with pytest.raises(TypeError, match="'bias_correction' parameter of export"):
         mobile.export(model, tmp_path / "m.pte", x, bias_correction="yes")
+    with pytest.raises(ValueError, match="'adaround' parameter of export must be False unless quantize='int8' for a .pte"):
+        mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], adaround=True)
     with pytest.raises(FileNotFoundError, match="mobile.export"):
         mobile.load(tmp_path / "missing.pte")
     with pytest.raises(ValueError, match="'path' parameter of load"):

@@ -124,12 +124,46 @@ def test_bias_correction_keeps_the_model_close_on_new_data():
         assert sqnr(model(Y), q(Y)) > 20
 
 
+def _int8_weights(quantized):
+    """The int8 weight tensors of a converted graph, in graph order."""
+    return [getattr(quantized, n.args[0].target) for n in quantized.graph.nodes
+            if n.op == "call_function" and "dequantize_per_channel" in str(n.target)]
+
+
+def test_adaround_integers_are_the_programs_integers():
+    from labkit import adaround
+
+    model, X = block(gain=3.0), data(32, 5)
+    q = pt2e.quantize_pt2e(model, X[:1], [X], adaround=True)
+    rounded = adaround.adaround(model, X)                      # the same call quantize_pt2e makes
+    layers = [m for m, _ in adaround._layers(rounded)]
+    got = _int8_weights(q)
+    assert len(got) == len(layers) == 4
+    for layer, w8 in zip(layers, got):
+        assert torch.equal(w8.to(torch.float32), (layer.weight / adaround.scales(layer.weight)).round())
+    plain = _int8_weights(pt2e.quantize_pt2e(model, X[:1], [X]))
+    assert any(not torch.equal(a, b) for a, b in zip(got, plain))  # AdaRound did change some integers
+    with torch.no_grad():
+        assert sqnr(model(X), q(X)) > 20
+
+
+def test_an_exported_graph_quantizes_like_its_model():
+    model, X = block(), data(16, 6)
+    once = pt2e.export_graph(model, X[:1])
+    a, b = pt2e.quantize_pt2e(once, X[:1], [X], method="percentile"), pt2e.quantize_pt2e(model, X[:1], [X], method="percentile")
+    with torch.no_grad():
+        assert torch.equal(a(X), b(X))
+    assert len(list(once.graph.nodes)) < len(list(a.graph.nodes))   # `once` itself was not annotated
+
+
 def test_bad_input():
     model, x = block(), data(1, 0)
     with pytest.raises(TypeError, match="'fuse_relu6' parameter of quantize_pt2e must be a bool"):
         pt2e.quantize_pt2e(model, x, [x], fuse_relu6=1)
     with pytest.raises(TypeError, match="'bias_correction' parameter of quantize_pt2e must be a bool"):
         pt2e.quantize_pt2e(model, x, [x], bias_correction="yes")
+    with pytest.raises(TypeError, match="'adaround' parameter of quantize_pt2e must be a bool"):
+        pt2e.quantize_pt2e(model, x, [x], adaround=1)
     with pytest.raises(ValueError, match="'method' parameter of xnnpack_config"):
         pt2e.xnnpack_config("entropy")
     with pytest.raises(TypeError, match="'calibration' parameter of quantize_pt2e"):
