@@ -93,9 +93,9 @@ def _positions(layer: nn.Module, x: torch.Tensor, n: int, g: torch.Generator) ->
 def round_layer(layer: nn.Module, x: torch.Tensor, x_q: torch.Tensor, clamp=None, iters: int = 50,
                 positions: int = 4096, batch: int = 256, lam: float = 0.01, lr: float = 2e-2,
                 seed: int = 0) -> tuple[torch.Tensor, dict]:
-    """AdaRound one Conv2d/Linear: its integer weights W_int (same shape, in [−127, 127]) such that
-    s · W_int ≈ minimizes ‖f(W x) − f(s·W_int x̃)‖² on `positions` sampled outputs; `clamp` is f's
-    (low, high) or None. Also returns the output error of nearest rounding and of AdaRound."""
+    """AdaRound one Conv2d/Linear: integer weights W_int (same shape, in [−127, 127]), each ⌊W/s⌋ or
+    ⌈W/s⌉, chosen to minimize ‖f(W x) − f(s·W_int x̃)‖² on `positions` sampled outputs; `clamp` is
+    f's (low, high) or None. Also returns the output error of nearest rounding and of AdaRound."""
     g = torch.Generator().manual_seed(seed)
     w = layer.weight.detach()
     s = scales(w)
