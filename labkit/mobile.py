@@ -7,7 +7,8 @@ convolutions with int8 or fp32 kernels. ONNX Runtime runs an `.onnx` file.
 
 For `.pte` the int8 model is `labkit.pt2e.quantize_pt2e`'s (per-channel int8 weights, per-tensor
 int8 activations, ReLU6-aware ranges, optional bias correction and AdaRound): the lowered program
-computes what that in-process model computes. For `.onnx` it is ONNX Runtime's static QDQ quantizer with uint8
+computes what that in-process model computes, and `labkit.xnnpack.emulate` of it computes the same
+outputs bit for bit (XNNPACK's integer rounding, in PyTorch). For `.onnx` it is ONNX Runtime's static QDQ quantizer with uint8
 weights and activations: on x86 CPUs without VNNI, ONNX Runtime's int8 kernels for uint8 activations
 × int8 weights multiply with VPMADDUBSW, whose int16 pair sums saturate — MobileNetV2's logit SQNR
 fell from 14.2 dB (the same QDQ graph run unoptimized, i.e. exactly) to 8.7 dB. U8U8 kernels do
@@ -26,6 +27,7 @@ from torch import nn
 
 from ._validate import _message, check_choice, check_int, check_module, check_tensor
 from .count import time_calls
+from .xnnpack import Emulated
 from .pt2e import INSTALL, METHODS, _need, check_calibration, quantize_pt2e, xnnpack_config  # noqa: F401
 
 RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
@@ -52,8 +54,11 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
     input batches): PT2E + XNNPACK quantizer for .pte (`method` as in `quantize_pt2e`); ONNX
     Runtime's static QDQ quantizer, per-channel weights, for .onnx ("minmax" or "percentile").
     `bias_correction` and `adaround` (.pte only): see `labkit.pt2e`.
-    `model` may also be the GraphModule `quantize_pt2e` returns (then quantize=None)."""
+    `model` may also be the GraphModule `quantize_pt2e` returns, or `xnnpack.emulate`'s module of
+    it (then quantize=None)."""
     check_module(model, "model", "export")
+    if isinstance(model, Emulated):
+        model = model.quantized
     path, runtime = _runtime_of(path, "export")
     check_tensor(example_input, "example_input", "export")
     if quantize is not None:

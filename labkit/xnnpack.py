@@ -1,0 +1,222 @@
+"""XNNPACK's int8 arithmetic, emulated bit for bit in PyTorch.
+
+`pt2e.quantize_pt2e` returns a graph of quantize → dequantize → fp32 op → quantize: the *reference*
+meaning of int8, where each op computes in float32 on dequantized values and rounds once. The `.pte`
+that `mobile.export` lowers runs XNNPACK's integer kernels instead. They round in other places, so
+about 1 value in 10⁴ lands one level apart after MobileNetV2's first convolution, and through 52
+layers the logits drift enough to flip a near-tie (the `.pte` and the reference then disagree on
+the top-1 of ~4 % of photos). `emulate(q)` runs the same graph with XNNPACK's arithmetic, so its
+outputs equal the program's bit for bit (tested against ExecuTorch 1.5.1 on x86-64 AVX2).
+
+Notation: x_q, z_x, s_x an input's int8 values, zero point and scale; y for the output; rne rounds
+half to even (the CPU's default), f32(·) rounds to float32 after each operation.
+
+**Convolution and linear** (qs8 input × qc8w per-channel symmetric weights W_q, s_W; XNNPACK's
+"fp32" requantization, src/qs8-gemm/MRx8c8-avx2.c.in, src/operators/convolution-nhwc.c):
+
+    b_q[c] = rne(f32(b[c] · f32(1 / f32(s_W[c] · s_x))))        int32, by ExecuTorch at export
+    acc[c] = b_q[c] + Σ (x_q − z_x) · W_q[c]                     int32, exact
+    m[c]   = f32(f32(s_x · s_W[c]) / s_y)                        at operator creation
+    y_q[c] = clamp(rne(min(f32(f32(acc[c]) · m[c]), q_max − z_y)) + z_y, q_min, q_max)
+
+**Add** (src/qs8-vadd, src/microparams-init.c), fixed point with a shared shift:
+
+    m_a = f32(s_a / s_y), m_b likewise;  shift = 20 − ⌊log₂ max(m_a, m_b)⌋
+    M_a = rne(m_a · 2^shift), M_b likewise                       (int32, < 2²¹)
+    y_q = clamp(⌊(2^(shift−1) − M_a z_a − M_b z_b + M_a a_q + M_b b_q) / 2^shift⌋ + z_y, −128, 127)
+
+**Global average pooling** (mean over H × W = N positions, src/operators/reduce-nd.c), in float32;
+exact ties round half to even (measured: 111 of 111 ties on 16×16 maps; for 7×7 there are none):
+
+    k = f32(f32(s_x / s_y) · f32(1/N)),   z' = f32(z_y − f32(N z_x · k))
+    y_q = clamp(rne(f32(f32(Σ x_q) · k) + z'), −128, 127)
+
+**ReLU6 / ReLU** with the same (s, z) on both sides (how `pt2e` calibrates them) clamp the integers
+to [q(low), q(high)], q(v) = rne(f32(f32(v / s) + z)) — fused into the layer before it by XNNPACK.
+Flatten and dropout keep (s, z) and the integers. Any other op runs as in the reference graph and is
+listed in `Emulated.reference_ops`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validate import _message
+
+_Q = "quantize_per_tensor"
+_CLAMPS = ("hardtanh", "hardtanh_", "relu", "relu_")
+_KERNELS = {"conv2d": "_layer", "linear": "_layer", "add": "_add", "adaptive_avg_pool2d": "_mean",
+            **{op: "_clamp" for op in _CLAMPS}}
+_EXACT = ("flatten", "dropout", "view", "reshape", "squeeze", "unsqueeze")   # keep (s, z) and the integers
+f32 = np.float32
+
+
+def _op(node) -> str:
+    """'conv2d' for the node calling torch.ops.aten.conv2d.default; '' for a non-call."""
+    return node.target.__name__.split(".")[0] if node.op == "call_function" and hasattr(node.target, "__name__") else ""
+
+
+# ---------------------------------------------------------------- integer kernels (pure)
+# Integer tensors are held in float32 (exact for int8 values) or float64 (exact for int32 sums).
+def bias_int32(bias: torch.Tensor, s_w: torch.Tensor, s_x: float) -> torch.Tensor:
+    """b_q = rne(b · (1 / (s_W · s_x))) in float32, as ExecuTorch computes the int32 bias: float64."""
+    scale = s_w.float() * s_x                        # float32 tensor × Python float: float32
+    return torch.round(bias.float() * (1.0 / scale)).double()
+
+
+def multiplier(s_x: float, s_w: torch.Tensor, s_y: float) -> torch.Tensor:
+    """m = f32(f32(s_x · s_W) / s_y), per output channel."""
+    return torch.tensor(s_x, dtype=torch.float32) * s_w.float() / torch.tensor(s_y, dtype=torch.float32)
+
+
+def requantize(acc: torch.Tensor, m: torch.Tensor, z_y: int, q_min: int, q_max: int) -> torch.Tensor:
+    """XNNPACK's fp32 requantization of int32 accumulators `acc` (exact, float32 or 64) by multipliers `m`
+    (float32, broadcastable): the int8 values, as float32."""
+    y = torch.clamp_max(acc.float() * m, float(q_max - z_y))
+    return (torch.round(y) + z_y).clamp_(q_min, q_max)
+
+
+def add_multipliers(s_a: float, s_b: float, s_y: float) -> tuple[int, int, int]:
+    """(M_a, M_b, shift) of XNNPACK's int8 add: M = rne(f32(s / s_y) · 2^shift)."""
+    m_a, m_b = f32(s_a) / f32(s_y), f32(s_b) / f32(s_y)
+    exponent = int(np.array(max(abs(m_a), abs(m_b)), dtype=f32).view(np.uint32) >> 23) - 127
+    shift = 20 - exponent
+    return round(float(m_a) * 2**shift), round(float(m_b) * 2**shift), shift   # ×2^shift is exact
+
+
+def add(a, z_a, b, z_b, multipliers, z_y, q_min=-128, q_max=127) -> torch.Tensor:
+    """y_q = ⌊(2^(shift−1) − M_a z_a − M_b z_b + M_a a + M_b b) / 2^shift⌋ + z_y, clamped."""
+    m_a, m_b, shift = multipliers
+    bias = 2 ** (shift - 1) - m_a * z_a - m_b * z_b
+    acc = bias + a.double() * m_a + b.double() * m_b          # < 2^31: exact in float64
+    return (torch.floor(acc / 2**shift) + z_y).float().clamp_(q_min, q_max)
+
+
+def mean(x, z_x, s_x, s_y, z_y, q_min=-128, q_max=127) -> torch.Tensor:
+    """Global average pooling of int8 values x (N, C, H, W) → (N, C, 1, 1), as XNNPACK's reduce."""
+    n = x.shape[2] * x.shape[3]
+    k = f32(f32(s_x) / f32(s_y)) * f32(f32(1.0) / f32(n))
+    z = f32(z_y) - f32(f32(n * z_x) * k)
+    total = x.double().sum((2, 3), keepdim=True).float()        # exact: |Σ| < 2^24
+    y = total * torch.tensor(k) + torch.tensor(z)
+    return torch.round(y).clamp_(q_min, q_max)
+
+
+def clamp_bounds(low: float, high: float | None, s: float, z: int, q_min: int, q_max: int) -> tuple[int, int]:
+    """[q(low), q(high)] with q(v) = rne(f32(f32(v / s) + z)), within [q_min, q_max]."""
+    def q(v):
+        return int(np.rint(np.clip(f32(f32(v) / f32(s)) + f32(z), q_min, q_max)))
+
+    return q(low), q_max if high is None else q(high)
+
+
+# ---------------------------------------------------------------- the interpreter
+class _Emulator(torch.fx.Interpreter):
+    """Runs a converted PT2E graph; the `quantize` after each conv, linear, add, average pool or
+    clamp is computed from the integers of its inputs with XNNPACK's arithmetic."""
+
+    def __init__(self, gm, reference_ops: set):
+        super().__init__(gm)
+        self.ints = {}                  # quantize node → its int8 values (float32)
+        self.reference_ops = reference_ops
+
+    def run_node(self, node):
+        op = _op(node)
+        if op == _Q and _op(node.args[0]) in _KERNELS and self._fused(node.args[0]):
+            self.ints[node] = getattr(self, _KERNELS[_op(node.args[0])])(node)
+            return self.ints[node].to(torch.int8)
+        if (op in _KERNELS and self._fused(node)) or (op.startswith("dequantize") and self._unused(node)):
+            return None                                        # computed by the quantize after it
+        if op == _Q and node.args[0].op == "call_function" and _op(node.args[0]) not in _EXACT:
+            self.reference_ops.add(_op(node.args[0]))
+        out = super().run_node(node)
+        if op == _Q:
+            self.ints[node] = out.float()
+        return out
+
+    def _unused(self, dq) -> bool:
+        return all(_op(u) in _KERNELS and self._fused(u) for u in dq.users)
+
+    def _fused(self, node) -> bool:
+        """Whether `node` reads only dequantized int8 values and feeds exactly one quantize."""
+        if node.op != "call_function" or len(node.users) != 1 or _op(next(iter(node.users))) != _Q:
+            return False
+        x, q = node.args[0], next(iter(node.users))
+        if _op(x) != "dequantize_per_tensor":
+            return False
+        if _op(node) in ("conv2d", "linear"):
+            return _op(node.args[1]) == "dequantize_per_channel"
+        if _op(node) == "add":
+            return len(node.args) == 2 and not node.kwargs and _op(node.args[1]) == "dequantize_per_tensor"
+        if _op(node) == "adaptive_avg_pool2d":
+            return tuple(node.args[1]) == (1, 1)
+        return tuple(q.args[1:3]) == tuple(x.args[1:3])        # a clamp keeps (s, z)
+
+    def _int(self, dq):
+        """(integers, s, z) behind a dequantize_per_tensor node."""
+        return self.ints[dq.args[0]], float(dq.args[1]), int(dq.args[2])
+
+    @staticmethod
+    def _out(q):
+        return float(q.args[1]), int(q.args[2]), int(q.args[3]), int(q.args[4])
+
+    def _layer(self, q):
+        op = q.args[0]
+        x, s_x, z_x = self._int(op.args[0])
+        dq_w = op.args[1]
+        w = self.fetch_attr(dq_w.args[0].target)                                # (C_out, C_in/g, kH, kW) int8
+        s_w = self.fetch_attr(dq_w.args[1].target)                              # (C_out,)
+        bias = self.fetch_attr(op.args[2].target) if len(op.args) > 2 and op.args[2] is not None else None
+        s_y, z_y, q_min, q_max = self._out(q)
+        shape = (-1, 1, 1) if _op(op) == "conv2d" else (-1,)
+        x = x - z_x
+        b_q = bias_int32(bias, s_w, s_x).view(shape) if bias is not None else torch.zeros(1, dtype=torch.float64)
+        # every partial sum is an integer of magnitude ≤ max|x − z_x| · max_c Σ|W_q[c]| (+ |b_q|): below
+        # 2^24, float32 holds each exactly, in any summation order — else compute in float64
+        bound = x.abs().max().item() * w.abs().flatten(1).sum(1).max().item() + b_q.abs().max().item()
+        dtype = torch.float32 if bound < 2**24 else torch.float64
+        x, w = x.to(dtype), w.to(dtype)
+        acc = F.conv2d(x, w, None, *op.args[3:]) if _op(op) == "conv2d" else F.linear(x, w)
+        return requantize(acc + b_q.to(dtype), multiplier(s_x, s_w, s_y).view(shape), z_y, q_min, q_max)
+
+    def _add(self, q):
+        op = q.args[0]
+        (a, s_a, z_a), (b, s_b, z_b) = self._int(op.args[0]), self._int(op.args[1])
+        s_y, z_y, q_min, q_max = self._out(q)
+        return add(a, z_a, b, z_b, add_multipliers(s_a, s_b, s_y), z_y, q_min, q_max)
+
+    def _mean(self, q):
+        x, s_x, z_x = self._int(q.args[0].args[0])
+        s_y, z_y, q_min, q_max = self._out(q)
+        return mean(x, z_x, s_x, s_y, z_y, q_min, q_max)
+
+    def _clamp(self, q):
+        op = q.args[0]
+        x, s, z = self._int(op.args[0])
+        low, high = (0.0, None) if _op(op).startswith("relu") else (float(op.args[1]), float(op.args[2]))
+        return x.clamp(*clamp_bounds(low, high, s, z, *self._out(q)[2:]))
+
+
+class Emulated(nn.Module):
+    """`emulate`'s module: `quantized` computed with XNNPACK's int8 arithmetic. `reference_ops`: the
+    ops (seen so far) that no XNNPACK kernel here emulates, run as in the reference graph."""
+
+    def __init__(self, quantized: torch.fx.GraphModule):
+        super().__init__()
+        self.quantized = quantized
+        self.reference_ops: set[str] = set()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Emulator(self.quantized, self.reference_ops).run(x)
+
+
+def emulate(quantized) -> Emulated:
+    """A module that computes `quantized` (`pt2e.quantize_pt2e`'s graph) as the `.pte` that
+    `mobile.export` lowers from it does on XNNPACK: the same outputs, bit for bit."""
+    if not isinstance(quantized, torch.fx.GraphModule):
+        raise TypeError(_message("quantized", "emulate", "a torch.fx.GraphModule from labkit.pt2e.quantize_pt2e",
+                                 type(quantized).__name__))
+    return Emulated(quantized)

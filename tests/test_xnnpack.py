@@ -1,0 +1,108 @@
+"""labkit.xnnpack: XNNPACK's int8 kernels, emulated. The kernels are checked by hand here; that the
+emulation equals a lowered `.pte` bit for bit is checked in test_mobile.py (one lowering there)."""
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+from labkit import xnnpack
+
+needs_et = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
+                              reason="executorch not importable: pip install executorch==1.5.1 torchao==0.18.0")
+
+
+def test_requantize_rounds_half_to_even_and_clamps_in_float_first():
+    acc = torch.tensor([5.0, -5.0, 3.0, 7.0, 1000.0, -1000.0], dtype=torch.float64)
+    m = torch.tensor(0.5)
+    # 2.5 → 2, −2.5 → −2, 1.5 → 2, 3.5 → 4; 500 → min(500, 127 − 3) = 124 → 127; −500 → −128
+    assert xnnpack.requantize(acc, m, 3, -128, 127).tolist() == [5, 1, 5, 7, 127, -128]
+
+
+def test_multiplier_is_float32_left_to_right():
+    s_x, s_w, s_y = 0.1, torch.tensor([0.3, 0.7]), 0.03
+    f = torch.float32
+    expected = (torch.tensor(s_x, dtype=f) * s_w) / torch.tensor(s_y, dtype=f)
+    assert torch.equal(xnnpack.multiplier(s_x, s_w, s_y), expected)
+    assert xnnpack.multiplier(s_x, s_w, s_y).dtype == torch.float32
+
+
+def test_bias_int32_by_hand():
+    b = torch.tensor([1.0, -0.25, 0.3])
+    s_w = torch.tensor([0.5, 0.5, 0.1])
+    # 1 / (0.5 · 0.1) = 20 → 20;  −0.25 · 20 = −5;  0.3 / 0.01 = 30 (up to float32 rounding of 0.01)
+    assert xnnpack.bias_int32(b, s_w, 0.1).tolist() == [20, -5, 30]
+
+
+def test_add_multipliers_and_rounding_by_hand():
+    # s_a / s_y = 0.5 → exponent −1 → shift 21; M_a = 0.5 · 2^21 = 2^20, M_b = 0.25 · 2^21 = 2^19
+    mults = xnnpack.add_multipliers(0.5, 0.25, 1.0)
+    assert mults == (2**20, 2**19, 21)
+    a = torch.tensor([3.0, 1.0, -1.0, -3.0, 100.0])
+    b = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+    # exact: 0.5a + 0.25b = 1.75, 0.5, −0.5, −1.5, 50 → rounded half up: 2, 1, 0, −1, 50; then + z_y = 10
+    out = xnnpack.add(a, 0, b, 0, mults, 10)
+    assert out.tolist() == [12, 11, 10, 9, 60]
+
+
+def test_add_zero_points_enter_the_bias():
+    mults = xnnpack.add_multipliers(0.5, 0.5, 0.5)          # both 1.0: y = (a − z_a) + (b − z_b) + z_y
+    a, b = torch.tensor([10.0, -128.0, 127.0]), torch.tensor([-3.0, -128.0, 127.0])
+    out = xnnpack.add(a, 4, b, -2, mults, -1)
+    assert out.tolist() == [(10 - 4) + (-3 + 2) - 1, -128, 127]   # −128 − 4 − 128 + 2 − 1 clamps to −128
+
+
+def test_mean_rounds_half_to_even():
+    # N = 4 positions, same scale in and out, z = 0: means 0.5 → 0, −0.5 → 0, 1.25 → 1, −2.5 → −2, 1.5 → 2
+    x = torch.tensor([[1, 0, 0, 1], [-1, 0, 0, -1], [2, 1, 1, 1], [-3, -3, -2, -2], [2, 2, 1, 1]],
+                     dtype=torch.float32).view(1, 5, 2, 2)
+    assert xnnpack.mean(x, 0, 0.1, 0.1, 0).flatten().tolist() == [0, 0, 1, -2, 2]
+    # with z_x = z_y = 5 the rounding sees the zero point: rne(mean + 5) = 5.5 → 6, 4.5 → 4,
+    # 6.25 → 6, 2.5 → 2, 6.5 → 6 — not rne(mean) + 5 (= 5, 5, 6, 3, 7)
+    assert xnnpack.mean(x + 5, 5, 0.1, 0.1, 5).flatten().tolist() == [6, 4, 6, 2, 6]
+    # a scale change: s_x / s_y = 2, z = 0 → 2 · mean: 1, −1, 2.5 → 2, −5, 3
+    assert xnnpack.mean(x, 0, 0.2, 0.1, 0).flatten().tolist() == [1, -1, 2, -5, 3]
+
+
+def test_clamp_bounds():
+    assert xnnpack.clamp_bounds(0.0, 6.0, 6 / 255, -128, -128, 127) == (-128, 127)
+    assert xnnpack.clamp_bounds(0.0, 6.0, 0.1, -20, -128, 127) == (-20, 40)
+    assert xnnpack.clamp_bounds(0.0, None, 0.1, 3, -128, 127) == (3, 127)
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6())
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6(), nn.Conv2d(8, 8, 1))
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.body(x)
+        return self.head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@needs_et
+def test_emulation_stays_within_rounding_of_the_reference_and_covers_every_op():
+    from labkit import pt2e
+
+    torch.manual_seed(0)
+    model = Residual().eval()
+    g = torch.Generator().manual_seed(1)
+    calib = torch.randn(16, 3, 12, 12, generator=g)
+    q = pt2e.quantize_pt2e(model, calib[:1], [calib], method="percentile")
+    emulated = xnnpack.emulate(q)
+    X = torch.randn(8, 3, 12, 12, generator=g)
+    out, ref = emulated(X), q(X)
+    assert emulated.reference_ops == set()                  # conv, clamp, add, mean and linear: all emulated
+    s = [n for n in q.graph.nodes if "dequantize_per_tensor" in str(n.target)][-1].args[1]
+    levels = ((out - ref) / s).round().abs()
+    assert levels.max() <= 3                                  # a level or so per op, through 5 ops
+    assert (levels > 0).float().mean() < 0.5
+    assert torch.allclose(out, ref, atol=4 * s)
+
+
+def test_emulate_bad_input():
+    with pytest.raises(TypeError, match="The 'quantized' parameter of emulate must be"):
+        xnnpack.emulate(nn.Linear(2, 2))
