@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ._validate import _message, check_choice, check_module, check_tensor
-from .adaround import adaround as round_weights
+from .adaround import adaround as round_weights, fold_bn
 
 METHODS = ("minmax", "percentile", "histogram")
 INSTALL = "executorch==1.5.1 torchao==0.18.0"
@@ -221,13 +221,25 @@ def correct_biases(quantized: torch.fx.GraphModule, reference: torch.fx.GraphMod
 
 
 def export_graph(model: nn.Module, example_input: torch.Tensor) -> torch.fx.GraphModule:
-    """torch.export of a copy of `model` (eval) with the batch dimension dynamic: the graph `prepare`
-    annotates. `quantize_pt2e` accepts it in place of the model, to export once for several methods."""
+    """torch.export of a copy of `model` (eval, BatchNorm folded into the convolutions as the
+    quantizer would fold it) with the batch dimension dynamic: the graph `prepare` annotates. `quantize_pt2e` accepts it in place of the model, to export once for several methods."""
     check_module(model, "model", "export_graph")
     check_tensor(example_input, "example_input", "export_graph")
     x2 = torch.cat([example_input[:1]] * 2)   # batch 2, so that export keeps the batch dynamic
-    return torch.export.export(copy.deepcopy(model).eval(), (x2,),
+    return torch.export.export(fold_bn(model), (x2,),
                                dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+
+
+@functools.cache
+def _no_bn_quantizer():
+    """XNNPACKQuantizer without its conv + BatchNorm patterns, for graphs with no BatchNorm left: it
+    re-traces each such pattern with torch.export on every `prepare` (≈ 7 s on 2 cores)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+    class NoBatchNormXNNPACKQuantizer(XNNPACKQuantizer):
+        SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if "_bn" not in p.name]
+
+    return NoBatchNormXNNPACKQuantizer
 
 
 def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax", fuse_relu6: bool = True):
@@ -244,7 +256,8 @@ def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax
             gm = copy.deepcopy(model)
     else:
         gm = export_graph(model, example_input)
-    prepared = prepare_pt2e(gm, XNNPACKQuantizer().set_global(xnnpack_config(method)))
+    quantizer = XNNPACKQuantizer if any("batch_norm" in _op(n) for n in gm.graph.nodes) else _no_bn_quantizer()
+    prepared = prepare_pt2e(gm, quantizer().set_global(xnnpack_config(method)))
     if fuse_relu6:
         clamp_observed_ranges(prepared)
     return prepared
@@ -257,8 +270,9 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
     `adaround`: the weights are rounded by `labkit.adaround` on the calibration images first
     (`model` must then be the nn.Module, not `export_graph`'s graph).
     Returns a torch.fx.GraphModule that runs in-process with quantize/dequantize ops: the network
-    `mobile.export` lowers, though XNNPACK's integer arithmetic (int32 bias, its own requantization)
-    can land a value one level apart, and such differences spread over many layers.
+    `mobile.export` lowers. XNNPACK's integer arithmetic (int32 bias, its own requantization)
+    can land a value one level apart from it, and such differences spread over many layers;
+    `labkit.xnnpack.emulate(q)` computes what the lowered program computes, bit for bit.
     `model` is not modified. Accepts any batch size."""
     check_module(model, "model", "quantize_pt2e")
     check_tensor(example_input, "example_input", "quantize_pt2e")
