@@ -46,7 +46,8 @@ def test_08_runs_on_executorch_with_bias_correction(run_notebook):
                       calibration=4)
     text = outputs_text(nb)
     assert "runtime executorch, method histogram, calibration 4 images" in text
-    assert "in-process int8 and the .pte program: same top-1 on" in text
+    assert "xnnpack.emulate and the .pte program: bitwise equal logits on 8 images: True" in text
+    assert "reference graph and the .pte program: same top-1 on" in text
     for row in ("XNNPACK as shipped, minmax", "ReLU6-aware, minmax", "ReLU6-aware, histogram",
                 "ReLU6-aware, histogram, bias correction"):
         assert row in text
