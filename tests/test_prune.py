@@ -86,17 +86,6 @@ def test_ties_count_and_set_agree_with_torch(values, amount, as_global):
         assert bool((a[~g] <= t).all()) and bool((a[g] >= t).all())
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.integers(1, 3000), st.floats(0.0, 1.0), st.integers(1, 64), st.integers(0, 5))
-def test_kth_smallest_is_exact(n, q, sample, seed):
-    x = torch.randn(n, generator=torch.Generator().manual_seed(seed)).abs()
-    x[: n // 3] = x[0]                                           # a block of ties
-    k = max(1, round(q * n))
-    t, below = prune.kth_smallest([x[: n // 2], x[n // 2:]], k, seed=seed, sample=sample)
-    assert t == torch.sort(x).values[k - 1].item()
-    assert below == int((x < t).sum()) and below < k <= below + int((x == t).sum())
-
-
 def test_permanent_zeroes_in_place_without_masks():
     a, b = models.lenet300_100(seed=1), models.lenet300_100(seed=1)
     prune.magnitude_(a, 0.8, scope="global")
