@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from labkit import xnnpack
+from test_mobile import tiny
 
 needs_et = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
                               reason="executorch not importable: pip install executorch==1.5.1 torchao==0.18.0")
@@ -70,25 +71,11 @@ def test_clamp_bounds():
     assert xnnpack.clamp_bounds(0.0, None, 0.1, 3, -128, 127) == (3, 127)
 
 
-class Residual(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6())
-        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6(), nn.Conv2d(8, 8, 1))
-        self.head = nn.Linear(8, 5)
-
-    def forward(self, x):
-        x = self.stem(x)
-        x = x + self.body(x)
-        return self.head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
-
-
 @needs_et
 def test_emulation_stays_within_rounding_of_the_reference_and_covers_every_op():
     from labkit import pt2e
 
-    torch.manual_seed(0)
-    model = Residual().eval()
+    model = tiny()                                            # conv, ReLU6, depthwise, 1×1, add, pool, linear
     g = torch.Generator().manual_seed(1)
     calib = torch.randn(16, 3, 12, 12, generator=g)
     q = pt2e.quantize_pt2e(model, calib[:1], [calib], method="percentile")
