@@ -33,6 +33,8 @@ exact ties round half to even (measured: 111 of 111 ties on 16×16 maps; for 7×
 
 **ReLU6 / ReLU** with the same (s, z) on both sides (how `pt2e` calibrates them) clamp the integers
 to [q(low), q(high)], q(v) = rne(f32(f32(v / s) + z)) — fused into the layer before it by XNNPACK.
+A ReLU the quantizer fuses into a conv, linear or add (no quantize between them) raises that op's
+q_min to q(0) = z_y.
 Flatten and dropout keep (s, z) and the integers. Any other op runs as in the reference graph and is
 listed in `Emulated.reference_ops`.
 """
@@ -124,10 +126,10 @@ class _Emulator(torch.fx.Interpreter):
 
     def run_node(self, node):
         op = _op(node)
-        if op == _Q and _op(node.args[0]) in _KERNELS and self._fused(node.args[0]):
-            self.ints[node] = getattr(self, _KERNELS[_op(node.args[0])])(node)
+        if op == _Q and (head := self._head(node)) is not None:
+            self.ints[node] = getattr(self, _KERNELS[_op(head)])(head, node)
             return self.ints[node].to(torch.int8)
-        if (op in _KERNELS and self._fused(node)) or (op.startswith("dequantize") and self._unused(node)):
+        if self._in_chain(node) or (op.startswith("dequantize") and self._unused(node)):
             return None                                        # computed by the quantize after it
         if op == _Q and node.args[0].op == "call_function" and _op(node.args[0]) not in _EXACT:
             self.reference_ops.add(_op(node.args[0]))
@@ -137,13 +139,43 @@ class _Emulator(torch.fx.Interpreter):
         return out
 
     def _unused(self, dq) -> bool:
-        return all(_op(u) in _KERNELS and self._fused(u) for u in dq.users)
+        return all(self._tail(u) is not None for u in dq.users)
 
-    def _fused(self, node) -> bool:
-        """Whether `node` reads only dequantized int8 values and feeds exactly one quantize."""
-        if node.op != "call_function" or len(node.users) != 1 or _op(next(iter(node.users))) != _Q:
+    def _in_chain(self, node) -> bool:
+        """Whether `node` is an op of an emulated chain (computed when its quantize runs)."""
+        if node.op != "call_function":
             return False
-        x, q = node.args[0], next(iter(node.users))
+        if _op(node) in ("relu", "relu_") and self._tail(node.args[0]) is not None:
+            return True                                        # the ReLU fused into the op before it
+        return self._tail(node) is not None
+
+    @staticmethod
+    def _only_user(node):
+        return next(iter(node.users)) if len(node.users) == 1 else None
+
+    def _tail(self, node):
+        """The quantize that ends the emulated chain starting at op `node` — node → quantize, or for
+        conv/linear/add node → ReLU → quantize (the quantizer fuses that ReLU) — else None. A ReLU
+        inside such a chain is its own chain's member, not a head."""
+        if node.op != "call_function" or _op(node) not in _KERNELS or not self._reads_ints(node):
+            return None
+        user = self._only_user(node)
+        if user is not None and _op(user) in ("relu", "relu_") and _op(node) in ("conv2d", "linear", "add"):
+            user = self._only_user(user)
+        return user if user is not None and _op(user) == _Q else None
+
+    def _head(self, q):
+        """The op that starts the emulated chain ending at quantize `q`, or None."""
+        op = q.args[0]
+        if op.op != "call_function":
+            return None
+        if _op(op) in ("relu", "relu_") and self._tail(op.args[0]) is q:
+            return op.args[0]
+        return op if self._tail(op) is q else None
+
+    def _reads_ints(self, node) -> bool:
+        """Whether op `node` reads only dequantized int8 values (and its emulation applies)."""
+        x = node.args[0]
         if _op(x) != "dequantize_per_tensor":
             return False
         if _op(node) in ("conv2d", "linear"):
@@ -152,7 +184,8 @@ class _Emulator(torch.fx.Interpreter):
             return len(node.args) == 2 and not node.kwargs and _op(node.args[1]) == "dequantize_per_tensor"
         if _op(node) == "adaptive_avg_pool2d":
             return tuple(node.args[1]) == (1, 1)
-        return tuple(q.args[1:3]) == tuple(x.args[1:3])        # a clamp keeps (s, z)
+        q = self._only_user(node)                              # a clamp must keep (s, z)
+        return q is not None and _op(q) == _Q and tuple(q.args[1:3]) == tuple(x.args[1:3])
 
     def _int(self, dq):
         """(integers, s, z) behind a dequantize_per_tensor node."""
@@ -162,14 +195,18 @@ class _Emulator(torch.fx.Interpreter):
     def _out(q):
         return float(q.args[1]), int(q.args[2]), int(q.args[3]), int(q.args[4])
 
-    def _layer(self, q):
-        op = q.args[0]
+    def _out_range(self, op, q):
+        """(s_y, z_y, q_min, q_max) of quantize `q`; a ReLU fused after `op` raises q_min to q(0) = z_y."""
+        s_y, z_y, q_min, q_max = self._out(q)
+        return s_y, z_y, (max(q_min, z_y) if q.args[0] is not op else q_min), q_max
+
+    def _layer(self, op, q):
         x, s_x, z_x = self._int(op.args[0])
         dq_w = op.args[1]
         w = self.fetch_attr(dq_w.args[0].target)                                # (C_out, C_in/g, kH, kW) int8
         s_w = self.fetch_attr(dq_w.args[1].target)                              # (C_out,)
         bias = self.fetch_attr(op.args[2].target) if len(op.args) > 2 and op.args[2] is not None else None
-        s_y, z_y, q_min, q_max = self._out(q)
+        s_y, z_y, q_min, q_max = self._out_range(op, q)
         shape = (-1, 1, 1) if _op(op) == "conv2d" else (-1,)
         x = x - z_x
         b_q = bias_int32(bias, s_w, s_x).view(shape) if bias is not None else torch.zeros(1, dtype=torch.float64)
@@ -181,19 +218,17 @@ class _Emulator(torch.fx.Interpreter):
         acc = F.conv2d(x, w, None, *op.args[3:]) if _op(op) == "conv2d" else F.linear(x, w)
         return requantize(acc + b_q.to(dtype), multiplier(s_x, s_w, s_y).view(shape), z_y, q_min, q_max)
 
-    def _add(self, q):
-        op = q.args[0]
+    def _add(self, op, q):
         (a, s_a, z_a), (b, s_b, z_b) = self._int(op.args[0]), self._int(op.args[1])
-        s_y, z_y, q_min, q_max = self._out(q)
+        s_y, z_y, q_min, q_max = self._out_range(op, q)
         return add(a, z_a, b, z_b, add_multipliers(s_a, s_b, s_y), z_y, q_min, q_max)
 
-    def _mean(self, q):
-        x, s_x, z_x = self._int(q.args[0].args[0])
+    def _mean(self, op, q):
+        x, s_x, z_x = self._int(op.args[0])
         s_y, z_y, q_min, q_max = self._out(q)
         return mean(x, z_x, s_x, s_y, z_y, q_min, q_max)
 
-    def _clamp(self, q):
-        op = q.args[0]
+    def _clamp(self, op, q):
         x, s, z = self._int(op.args[0])
         low, high = (0.0, None) if _op(op).startswith("relu") else (float(op.args[1]), float(op.args[2]))
         return x.clamp(*clamp_bounds(low, high, s, z, *self._out(q)[2:]))

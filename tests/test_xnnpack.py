@@ -93,3 +93,37 @@ def test_emulation_stays_within_rounding_of_the_reference_and_covers_every_op():
 def test_emulate_bad_input():
     with pytest.raises(TypeError, match="The 'quantized' parameter of emulate must be"):
         xnnpack.emulate(nn.Linear(2, 2))
+
+
+class ReluNet(nn.Module):
+    """The patterns XNNPACK's quantizer fuses with a ReLU (conv + ReLU, add + ReLU, linear + ReLU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(x + self.conv2(x))
+        x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@needs_et
+def test_relu_fused_patterns_equal_the_program_bit_for_bit(tmp_path):
+    from labkit import mobile, pt2e
+
+    torch.manual_seed(0)
+    model = ReluNet().eval()
+    g = torch.Generator().manual_seed(2)
+    calib = torch.randn(16, 3, 10, 10, generator=g)
+    q = pt2e.quantize_pt2e(model, calib[:1], [calib], method="minmax")
+    assert any("relu" in str(n.target) for n in q.graph.nodes)
+    run = mobile.load(mobile.export(q, tmp_path / "relu.pte", calib[:1]))
+    X = torch.randn(200, 3, 10, 10, generator=g)
+    emulated = xnnpack.emulate(q)
+    out = mobile.predict(run, X)
+    assert torch.equal(emulated(X), out) and emulated.reference_ops == set()
+    with torch.no_grad():
+        assert not torch.equal(q(X), out)                     # the reference graph rounds elsewhere
