@@ -63,7 +63,8 @@ def _op(node) -> str:
 # ---------------------------------------------------------------- integer kernels (pure)
 # Integer tensors are held in float32 (exact for int8 values) or float64 (exact for int32 sums).
 def bias_int32(bias: torch.Tensor, s_w: torch.Tensor, s_x: float) -> torch.Tensor:
-    """b_q = rne(b · (1 / (s_W · s_x))) in float32, as ExecuTorch computes the int32 bias: float64."""
+    """b_q = rne(b · (1 / (s_W · s_x))), computed in float32 as ExecuTorch computes the int32 bias;
+    returned as float64 (exact integers)."""
     scale = s_w.float() * s_x                        # float32 tensor × Python float: float32
     return torch.round(bias.float() * (1.0 / scale)).double()
 
@@ -101,7 +102,7 @@ def mean(x, z_x, s_x, s_y, z_y, q_min=-128, q_max=127) -> torch.Tensor:
     n = x.shape[2] * x.shape[3]
     k = f32(f32(s_x) / f32(s_y)) * f32(f32(1.0) / f32(n))
     z = f32(z_y) - f32(f32(n * z_x) * k)
-    total = x.double().sum((2, 3), keepdim=True).float()        # exact: |Σ| < 2^24
+    total = x.double().sum((2, 3), keepdim=True).float()        # the int32 sum, converted to float32 (rne)
     y = total * torch.tensor(k) + torch.tensor(z)
     return torch.round(y).clamp_(q_min, q_max)
 
