@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import _message
+from .pt2e import _op
 
 _Q = "quantize_per_tensor"
 _CLAMPS = ("hardtanh", "hardtanh_", "relu", "relu_")
@@ -53,11 +54,6 @@ _KERNELS = {"conv2d": "_layer", "linear": "_layer", "add": "_add", "adaptive_avg
             **{op: "_clamp" for op in _CLAMPS}}
 _EXACT = ("flatten", "dropout", "view", "reshape", "squeeze", "unsqueeze")   # keep (s, z) and the integers
 f32 = np.float32
-
-
-def _op(node) -> str:
-    """'conv2d' for the node calling torch.ops.aten.conv2d.default; '' for a non-call."""
-    return node.target.__name__.split(".")[0] if node.op == "call_function" and hasattr(node.target, "__name__") else ""
 
 
 # ---------------------------------------------------------------- integer kernels (pure)
