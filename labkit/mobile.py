@@ -8,11 +8,12 @@ convolutions with int8 or fp32 kernels. ONNX Runtime runs an `.onnx` file.
 For `.pte` the int8 model is `labkit.pt2e.quantize_pt2e`'s (per-channel int8 weights, per-tensor
 int8 activations, ReLU6-aware ranges, optional bias correction and AdaRound): the lowered program
 computes what that in-process model computes, and `labkit.xnnpack.emulate` of it computes the same
-outputs bit for bit (XNNPACK's integer rounding, in PyTorch). For `.onnx` it is ONNX Runtime's static QDQ quantizer with uint8
-weights and activations: on x86 CPUs without VNNI, ONNX Runtime's int8 kernels for uint8 activations
-× int8 weights multiply with VPMADDUBSW, whose int16 pair sums saturate — MobileNetV2's logit SQNR
-fell from 14.2 dB (the same QDQ graph run unoptimized, i.e. exactly) to 8.7 dB. U8U8 kernels do
-not saturate (14.1 dB) and run about as fast as fp32 there; see ONNX Runtime's quantization docs.
+outputs bit for bit (XNNPACK's integer rounding, in PyTorch). For `.onnx` it is ONNX Runtime's
+static QDQ quantizer with uint8 weights and activations: on x86 CPUs without VNNI, ONNX Runtime's
+int8 kernels for uint8 activations × int8 weights multiply with VPMADDUBSW, whose int16 pair sums
+saturate — MobileNetV2's logit SQNR fell from 14.2 dB (the same QDQ graph run unoptimized, i.e.
+exactly) to 8.7 dB. U8U8 kernels do not saturate (14.1 dB) and run about as fast as fp32 there; see
+ONNX Runtime's quantization docs.
 `benchmark` times a program in its runtime, `eager_benchmark` the PyTorch model it came from.
 """
 from __future__ import annotations
@@ -27,8 +28,8 @@ from torch import nn
 
 from ._validate import _message, check_choice, check_int, check_module, check_tensor
 from .count import time_calls
-from .xnnpack import Emulated
 from .pt2e import INSTALL, METHODS, _need, check_calibration, quantize_pt2e, xnnpack_config  # noqa: F401
+from .xnnpack import Emulated
 
 RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
 

@@ -222,7 +222,8 @@ def correct_biases(quantized: torch.fx.GraphModule, reference: torch.fx.GraphMod
 
 def export_graph(model: nn.Module, example_input: torch.Tensor) -> torch.fx.GraphModule:
     """torch.export of a copy of `model` (eval, BatchNorm folded into the convolutions as the
-    quantizer would fold it) with the batch dimension dynamic: the graph `prepare` annotates. `quantize_pt2e` accepts it in place of the model, to export once for several methods."""
+    quantizer would fold it) with the batch dimension dynamic: the graph `prepare` annotates.
+    `quantize_pt2e` accepts it in place of the model, to export once for several methods."""
     check_module(model, "model", "export_graph")
     check_tensor(example_input, "example_input", "export_graph")
     x2 = torch.cat([example_input[:1]] * 2)   # batch 2, so that export keeps the batch dynamic
