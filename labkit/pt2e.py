@@ -24,13 +24,18 @@ the function is unchanged and the step s is ~10× finer.
 
 **Bias correction** (`bias_correction=True`; Nagel et al. 2019, "Data-free quantization through
 weight equalization and bias correction", https://arxiv.org/abs/1906.04721, §4.2, the empirical
-variant). Quantization noise is not zero-mean per channel: E[ỹ_c] ≠ E[y_c]. With calibration
-inputs, layer by layer in graph order (so each layer sees the already-corrected layers before it),
+variant). Rounding the weights, W̃ = W + ε, is not zero-mean per output channel, least of all
+where a channel has few weights (a depthwise 3×3 has 9): E[ỹ_c] − E[y_c] = (ε E[x])_c. With
+calibration inputs, layer by layer in graph order (so each layer sees the corrected ones before it),
 
-    b_c ← b_c + E[y_c] − E[ỹ_c]        y: fp32 output (BN folded),  ỹ: the int8 model's output
+    b_c ← b_c − E[(ε x̃)_c]        ε = W̃ − W (BN folded),  x̃: the layer's input in the int8 model
 
 where E averages over the batch and spatial positions. The int32 bias of the lowered program
 carries the correction; nothing else changes. Label-free: calibration needs images, not labels.
+Only the weights' error is corrected, as in the paper. Correcting the whole mean error of the int8
+model instead (E[y_c] − E[ỹ_c], activations' rounding and clipping included) also pays for the
+outliers a percentile range clips, at every position: on MobileNetV2 with percentile ranges that
+cut the logits' SQNR from 14.1 to 8.3 dB; the weights' correction alone raises it to 15.8 dB.
 
 **AdaRound** (`adaround=True`; `labkit.adaround`): each weight rounds up or down as minimizes the
 layer's output error on the calibration images, not to nearest; the integers stay on XNNPACK's
@@ -49,6 +54,7 @@ import logging
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._validate import _message, check_choice, check_module, check_tensor
@@ -171,53 +177,53 @@ def clamp_observed_ranges(prepared: torch.fx.GraphModule) -> int:
     return n
 
 
-class _Tap(torch.fx.Interpreter):
-    """Runs a GraphModule and calls `hook(node, output) → output` after every conv2d/linear node."""
+def _float_weights(reference: torch.fx.GraphModule) -> list[torch.Tensor]:
+    """W of each conv2d/linear node of `reference`, in graph order (read through its observers)."""
+    weights = []
+    for node in reference.graph.nodes:
+        if _op(node) in _LAYERS:
+            w = node.args[1]
+            while w.op != "get_attr":
+                w = w.args[0]
+            weights.append(functools.reduce(getattr, w.target.split("."), reference).detach().clone())
+    return weights
 
-    def __init__(self, gm, hook):
-        super().__init__(gm)
-        self.hook = hook
+
+class _BiasCorrection(torch.fx.Interpreter):
+    """Runs the int8 graph; before each conv2d/linear node, b ← b − E[(W̃ − W) x̃] on its input x̃."""
+
+    def __init__(self, quantized, weights):
+        super().__init__(quantized)
+        self.weights, self.layers, self.corrected = weights, 0, 0
 
     def run_node(self, node):
-        out = super().run_node(node)
-        return self.hook(node, out) if _op(node) in _LAYERS else out
+        if _op(node) in _LAYERS:
+            if self.layers >= len(self.weights):
+                raise RuntimeError("correct_biases: the quantized graph has more layers than the reference")
+            (x, w_q, bias, *conv_args), _ = self.fetch_args_kwargs_from_env(node)
+            eps = w_q - self.weights[self.layers]                        # ε = W̃ − W
+            self.layers += 1
+            if bias is not None and getattr(node.args[2], "op", "") == "get_attr":
+                e = F.conv2d(x, eps, None, *conv_args) if _op(node) == "conv2d" else F.linear(x, eps)
+                mean = e.mean([0, 2, 3]) if e.dim() == 4 else e.mean(0)      # E over batch and space: (C,)
+                functools.reduce(getattr, node.args[2].target.split("."), self.module).data -= mean
+                self.corrected += 1
+        return super().run_node(node)   # reads the corrected bias: the layers after see its output
 
 
-def _channel_mean(y: torch.Tensor) -> torch.Tensor:
-    """E over batch (and space) of y: (N, C[, H, W]) → (C,)."""
-    return y.mean([0, 2, 3]) if y.dim() == 4 else y.mean(0)
-
-
-def correct_biases(quantized: torch.fx.GraphModule, reference: torch.fx.GraphModule, calibration) -> int:
-    """Empirical bias correction, in place on `quantized` (convert_pt2e's output); `reference` is the
-    calibrated prepared model (fp32, BN folded, same layers in the same order). One pass: each
-    layer is corrected before the layers after it run. Returns the number of corrected layers."""
-    x = torch.cat(calibration)
+def correct_biases(quantized: torch.fx.GraphModule, reference, calibration) -> int:
+    """Empirical bias correction of the weights' rounding, in place on `quantized` (convert_pt2e's
+    output). `reference` holds the float weights W (BN folded) of the same layers in the same
+    order: a graph (`export_graph` of the model, or the prepared model before `convert_pt2e`,
+    which changes it) or the list of W. One pass over `torch.cat(calibration)`, layer by layer.
+    Returns the number of corrected layers."""
+    weights = reference if isinstance(reference, list) else _float_weights(reference)
     with torch.no_grad():
-        mean_y: list[torch.Tensor] = []   # E[y] of each layer, before the (in-place) ReLU6 after it
-
-        def record(node, y):
-            mean_y.append(_channel_mean(y))
-            return y
-
-        _Tap(reference, record).run(x)
-        it = iter(mean_y)
-        corrected = 0
-
-        def correct(node, y_q):
-            nonlocal corrected
-            delta = next(it) - _channel_mean(y_q)             # E[y] − E[ỹ], one value per channel
-            bias = node.args[2] if len(node.args) > 2 else None
-            if bias is None or getattr(bias, "op", "") != "get_attr":
-                return y_q
-            functools.reduce(getattr, bias.target.split("."), quantized).data += delta
-            corrected += 1
-            return y_q + (delta[:, None, None] if y_q.dim() == 4 else delta)
-
-        _Tap(quantized, correct).run(x)
-    if next(it, None) is not None:
+        fix = _BiasCorrection(quantized, weights)
+        fix.run(torch.cat(list(calibration)))
+    if fix.layers != len(weights):
         raise RuntimeError("correct_biases: the quantized and reference graphs have different layers")
-    return corrected
+    return fix.corrected
 
 
 def export_graph(model: nn.Module, example_input: torch.Tensor) -> torch.fx.GraphModule:
@@ -285,14 +291,16 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
     _need("executorch")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
+    original = model
     if adaround:
         model = round_weights(model, torch.cat(calibration))
     prepared = prepare(model, example_input, method, fuse_relu6)
     with torch.no_grad():
         for batch in calibration:
             prepared(batch)
-    reference = copy.deepcopy(prepared) if bias_correction else None
+    if bias_correction:        # W: the float weights, not AdaRound's (already on the int8 grid)
+        weights = _float_weights(export_graph(original, example_input) if adaround else prepared)
     quantized = convert_pt2e(prepared)
     if bias_correction:
-        correct_biases(quantized, reference, calibration)
+        correct_biases(quantized, weights, calibration)
     return quantized

@@ -85,36 +85,100 @@ def test_relu6_aware_ranges_cut_the_error():
     assert sqnr(ref, out_fused) > sqnr(ref, out_stock) + 3     # 4.6 dB here; the rest is the input's and weights' error
 
 
-def test_bias_correction_matches_the_channel_means_layer_by_layer():
-    """After correction, each layer's output mean on the calibration data equals the fp32 model's:
-    E[ỹ_c] = E[y_c] for every layer — which holds for the later layers only if the correction was
-    applied in order, each layer seeing the corrected ones before it."""
-    import copy
+def test_bias_correction_by_hand():
+    """One Linear(2 → 1), W = [0.3, 1.0], b = 0.5. Per-channel weights: s = 1.0 / 127, W̃ = [38/127, 1],
+    ε = W̃ − W = [38/127 − 0.3, 0] = [−0.00078740, 0]. The inputs 0, 2.55, 1.0 (first feature) lie on
+    the input grid s_x = 2.55 / 255 = 0.01, so x̃ = x and E[x̃_0] = 3.55 / 3. The correction is
+    b ← b − ε·E[x̃] = 0.5 + 0.00078740 · 1.18333 = 0.50093176."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
+    model = nn.Sequential(nn.Linear(2, 1)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.3, 1.0]]))
+        model[0].bias.fill_(0.5)
+    X = torch.tensor([[0.0, 2.55], [2.55, 0.0], [1.0, 1.0]])
+    prepared = pt2e.prepare(model, X[:1], "minmax")
+    with torch.no_grad():
+        prepared(X)
+    weights = pt2e._float_weights(prepared)
+    quantized = convert_pt2e(prepared)
+    bias = [b for k, b in quantized.state_dict().items() if k.endswith("bias")][0]
+    assert bias.item() == pytest.approx(0.5)
+    assert pt2e.correct_biases(quantized, weights, [X]) == 1
+    assert bias.item() == pytest.approx(0.5 + (0.3 - 38 / 127) * 3.55 / 3, abs=1e-7)
+    assert bias.item() == pytest.approx(0.50093176, abs=1e-7)
+
+
+def test_bias_correction_matches_the_channel_means_layer_by_layer():
+    """After correction, every layer's output mean with the int8 weights equals its mean with the
+    float weights, on the input x̃ that layer sees in the corrected int8 model:
+    E[W̃ x̃ + b̃] = E[W x̃ + b], channel by channel — which holds for the later layers only if the
+    correction was applied in order, each layer seeing the corrected ones before it."""
+    import torch.nn.functional as F
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     model, X = block(gain=3.0), data(32, 2)
     prepared = pt2e.prepare(model, X[:1], "minmax")
     with torch.no_grad():
         prepared(X)
-    reference = copy.deepcopy(prepared)
+    W = pt2e._float_weights(prepared)
     quantized = convert_pt2e(prepared)
+    b0 = [v.clone() for k, v in quantized.state_dict().items() if k.endswith("bias")]
 
-    def means(g):
-        out = []
-        pt2e._Tap(g, lambda node, y: (out.append(pt2e._channel_mean(y)), y)[1]).run(X)
+    def gaps(g):
+        """max |E[W̃ x̃ + b̃] − E[W x̃ + b]| of each layer, running g on X."""
+        out, biases = [], iter(b0)
+
+        class Gap(torch.fx.Interpreter):
+            def run_node(self, node):
+                if pt2e._op(node) in ("conv2d", "linear"):
+                    (x, w_q, b_q, *conv_args), _ = self.fetch_args_kwargs_from_env(node)
+                    w, b = W[len(out)], next(biases)
+                    def f(w, b):
+                        return F.conv2d(x, w, b, *conv_args) if x.dim() == 4 else F.linear(x, w, b)
+
+                    y_q, y = f(w_q, b_q), f(w, b)
+                    dims = [0, 2, 3] if y.dim() == 4 else [0]
+                    out.append((y_q.mean(dims) - y.mean(dims)).abs().max().item())
+                return super().run_node(node)
+
+        Gap(g).run(X)
         return out
 
     with torch.no_grad():
-        want, before = means(reference), means(quantized)
+        before = gaps(quantized)
         weights = {k: v.clone() for k, v in quantized.state_dict().items() if "bias" not in k}
-        assert pt2e.correct_biases(quantized, reference, [X]) == 4
-        after = means(quantized)
-    assert len(want) == len(after) == 4
-    assert max((w - b).abs().max().item() for w, b in zip(want, before)) > 1e-3   # there was a shift
-    for w, a in zip(want, after):
-        assert torch.allclose(w, a, atol=1e-5)
+        assert pt2e.correct_biases(quantized, W, [X]) == 4
+        after = gaps(quantized)
+    assert len(before) == len(after) == 4
+    assert max(before) > 1e-3                                   # the rounding shifted the means
+    assert max(after) < 1e-5
     assert all(torch.equal(v, quantized.state_dict()[k]) for k, v in weights.items())   # only biases move
+    with pytest.raises(RuntimeError, match="different layers"):
+        pt2e.correct_biases(quantized, W + W, [X])
+
+
+def test_bias_correction_leaves_the_clipped_outliers_alone():
+    """A percentile range clips the rare large inputs on purpose. The correction is the weights'
+    only, so it does not move every output to pay for the clipped few: a model whose weights are
+    on the int8 grid already (W̃ = W) gets no correction at all, however much its input is clipped."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.randint(-127, 128, (3, 4), generator=torch.Generator().manual_seed(1)) / 127.0)
+        model[0].weight[:, 0] = 1.0                              # max |W_c| = 1: s_c = 1/127, W on the grid
+    X = torch.randn(20000, 4, generator=torch.Generator().manual_seed(0))
+    X[:5] += 50                                                  # outliers that the 99.99 % quantile clips
+    prepared = pt2e.prepare(model, X[:1], "percentile")
+    with torch.no_grad():
+        prepared(X)
+    W = pt2e._float_weights(prepared)
+    quantized = convert_pt2e(prepared)                           # (it changes `prepared`: W first)
+    bias = [b for k, b in quantized.state_dict().items() if k.endswith("bias")][0]
+    b0 = bias.clone()
+    assert pt2e.correct_biases(quantized, W, [X]) == 1
+    assert torch.equal(bias, b0)
 
 
 def test_bias_correction_keeps_the_model_close_on_new_data():
