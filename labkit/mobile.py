@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import os
 import statistics
-import warnings
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ from torch import nn
 
 from ._validate import _message, check_choice, check_int, check_module, check_tensor
 from .count import time_calls
-from .pt2e import INSTALL, METHODS, _need, check_calibration, quantize_pt2e, xnnpack_config  # noqa: F401
+from .pt2e import INSTALL, METHODS, _need, check_calibration, quantize_pt2e, quiet_pytree, xnnpack_config  # noqa: F401
 from .xnnpack import Emulated
 
 RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
@@ -84,8 +83,7 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
                               adaround=adaround)
     elif isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule):
         model = copy.deepcopy(model).eval()
-    with warnings.catch_warnings():   # torch's own pytree note, raised 12 times lowering an int8 graph
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+    with quiet_pytree():
         ep = torch.export.export(model, (example_input,))
         program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
     path.write_bytes(program.buffer)

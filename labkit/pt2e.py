@@ -46,6 +46,7 @@ paper on neural network quantization", https://arxiv.org/abs/2106.08295.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -85,6 +86,14 @@ def _need(module: str, pip: str = INSTALL):
     finally:
         for log, level in zip(quiet, levels):
             log.setLevel(level)
+
+
+@contextlib.contextmanager
+def quiet_pytree():
+    """Hide torch's own LeafSpec FutureWarning, raised by copying or lowering an exported graph."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        yield
 
 
 def _op(node) -> str:
@@ -199,7 +208,7 @@ class _BiasCorrection(torch.fx.Interpreter):
     def run_node(self, node):
         if _op(node) in _LAYERS:
             if self.layers >= len(self.weights):
-                raise RuntimeError("correct_biases: the quantized graph has more layers than the reference")
+                raise RuntimeError("correct_biases: the quantized and reference graphs have different layers")
             (x, w_q, bias, *conv_args), _ = self.fetch_args_kwargs_from_env(node)
             eps = w_q - self.weights[self.layers]                        # ε = W̃ − W
             self.layers += 1
@@ -258,8 +267,7 @@ def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     if isinstance(model, torch.fx.GraphModule):
-        with warnings.catch_warnings():   # torch's own pytree note, raised by copying an exported graph
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        with quiet_pytree():
             gm = copy.deepcopy(model)
     else:
         gm = export_graph(model, example_input)

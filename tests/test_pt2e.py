@@ -85,23 +85,29 @@ def test_relu6_aware_ranges_cut_the_error():
     assert sqnr(ref, out_fused) > sqnr(ref, out_stock) + 3     # 4.6 dB here; the rest is the input's and weights' error
 
 
+def calibrated(model, X, method="minmax"):
+    """(the float weights W, the int8 graph) of `model` calibrated on X; W is read before
+    convert_pt2e, which changes the prepared graph."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    prepared = pt2e.prepare(model, X[:1], method)
+    with torch.no_grad():
+        prepared(X)
+    W = pt2e._float_weights(prepared)
+    return W, convert_pt2e(prepared)
+
+
 def test_bias_correction_by_hand():
     """One Linear(2 → 1), W = [0.3, 1.0], b = 0.5. Per-channel weights: s = 1.0 / 127, W̃ = [38/127, 1],
     ε = W̃ − W = [38/127 − 0.3, 0] = [−0.00078740, 0]. The inputs 0, 2.55, 1.0 (first feature) lie on
     the input grid s_x = 2.55 / 255 = 0.01, so x̃ = x and E[x̃_0] = 3.55 / 3. The correction is
     b ← b − ε·E[x̃] = 0.5 + 0.00078740 · 1.18333 = 0.50093176."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
-
     model = nn.Sequential(nn.Linear(2, 1)).eval()
     with torch.no_grad():
         model[0].weight.copy_(torch.tensor([[0.3, 1.0]]))
         model[0].bias.fill_(0.5)
     X = torch.tensor([[0.0, 2.55], [2.55, 0.0], [1.0, 1.0]])
-    prepared = pt2e.prepare(model, X[:1], "minmax")
-    with torch.no_grad():
-        prepared(X)
-    weights = pt2e._float_weights(prepared)
-    quantized = convert_pt2e(prepared)
+    weights, quantized = calibrated(model, X)
     bias = [b for k, b in quantized.state_dict().items() if k.endswith("bias")][0]
     assert bias.item() == pytest.approx(0.5)
     assert pt2e.correct_biases(quantized, weights, [X]) == 1
@@ -115,14 +121,9 @@ def test_bias_correction_matches_the_channel_means_layer_by_layer():
     E[W̃ x̃ + b̃] = E[W x̃ + b], channel by channel — which holds for the later layers only if the
     correction was applied in order, each layer seeing the corrected ones before it."""
     import torch.nn.functional as F
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     model, X = block(gain=3.0), data(32, 2)
-    prepared = pt2e.prepare(model, X[:1], "minmax")
-    with torch.no_grad():
-        prepared(X)
-    W = pt2e._float_weights(prepared)
-    quantized = convert_pt2e(prepared)
+    W, quantized = calibrated(model, X)
     b0 = [v.clone() for k, v in quantized.state_dict().items() if k.endswith("bias")]
 
     def gaps(g):
@@ -134,6 +135,7 @@ def test_bias_correction_matches_the_channel_means_layer_by_layer():
                 if pt2e._op(node) in ("conv2d", "linear"):
                     (x, w_q, b_q, *conv_args), _ = self.fetch_args_kwargs_from_env(node)
                     w, b = W[len(out)], next(biases)
+
                     def f(w, b):
                         return F.conv2d(x, w, b, *conv_args) if x.dim() == 4 else F.linear(x, w, b)
 
@@ -162,19 +164,13 @@ def test_bias_correction_leaves_the_clipped_outliers_alone():
     """A percentile range clips the rare large inputs on purpose. The correction is the weights'
     only, so it does not move every output to pay for the clipped few: a model whose weights are
     on the int8 grid already (W̃ = W) gets no correction at all, however much its input is clipped."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
-
     model = nn.Sequential(nn.Linear(4, 3)).eval()
     with torch.no_grad():
         model[0].weight.copy_(torch.randint(-127, 128, (3, 4), generator=torch.Generator().manual_seed(1)) / 127.0)
         model[0].weight[:, 0] = 1.0                              # max |W_c| = 1: s_c = 1/127, W on the grid
     X = torch.randn(20000, 4, generator=torch.Generator().manual_seed(0))
     X[:5] += 50                                                  # outliers that the 99.99 % quantile clips
-    prepared = pt2e.prepare(model, X[:1], "percentile")
-    with torch.no_grad():
-        prepared(X)
-    W = pt2e._float_weights(prepared)
-    quantized = convert_pt2e(prepared)                           # (it changes `prepared`: W first)
+    W, quantized = calibrated(model, X, "percentile")
     bias = [b for k, b in quantized.state_dict().items() if k.endswith("bias")][0]
     b0 = bias.clone()
     assert pt2e.correct_biases(quantized, W, [X]) == 1
