@@ -3,7 +3,7 @@
     labkit sweep 01 -g tau=0.02,0.05,0.1 -g seed=0,1,2 --workers 2
     labkit sweep 01 -g tau=0.02,0.05 --dask tcp://scheduler:8786
 
-Each grid point runs the notebook as a report (`cli.run_notebook`) into its own folder; its
+Each grid point runs the notebook as a report (`workbook.runner.run_notebook`) into its own folder; its
 recorded metrics (`labkit.report.record`) become one row of `sweep.csv` / `sweep.parquet`, with
 the parameters, the status and the seconds it took. A failed run is a row with status "failed"
 and its error; the other runs are kept. Runs go to a local process pool by default, or to an
@@ -33,7 +33,7 @@ def run_tag(params: dict) -> str:
 
 def run_one(path: str, params: dict, out_dir: str, threads: int | None = 1) -> dict:
     """Run one grid point; never raises: a failure is returned as a row with its error."""
-    from . import cli  # imported here: this runs in a worker process
+    from .workbook import runner  # imported here: this runs in a worker process
 
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):   # one core per run: no oversubscription
@@ -42,7 +42,7 @@ def run_one(path: str, params: dict, out_dir: str, threads: int | None = 1) -> d
     row = {**params, "status": "ok", "error": "", "seconds": 0.0, "report": ""}
     try:
         folder = Path(out_dir) / run_tag(params)
-        dest = cli.run_notebook(Path(path), params, folder, force=True, html=False, progress=False)
+        dest = runner.run_notebook(Path(path), params, folder, force=True, html=False, progress=False)
         import json
 
         row.update(json.loads(dest.with_suffix(".json").read_text())["metrics"])

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import write_notebook
 from labkit import cli
+from labkit.workbook import runner
 
 
 def make_notebook(path, body="print('tau is', tau)\nfrom labkit import report\n_ = report.record(tau=tau, n=n)"):
@@ -72,15 +73,41 @@ def test_run_writes_report_and_html_and_never_overwrites_without_force(nbdir, tm
     assert sorted(p.name for p in out.iterdir()) == ["01_demo.html", "01_demo.ipynb", "01_demo.json"]
 
 
-def test_a_failed_run_keeps_the_previous_report_and_leaves_no_partial_file(nbdir, tmp_path, capsys):
+def test_a_failed_run_keeps_the_previous_report_and_leaves_a_readable_failed_one(nbdir, tmp_path, capsys):
     out = tmp_path / "reports"
     out.mkdir()
     (out / "02_fail.ipynb").write_text("previous report")
     assert cli.main(["--notebooks", str(nbdir), "run", "02", "-o", str(out), "--force", "-q"]) == 1
     err = capsys.readouterr().err
-    assert "FAILED 02_fail: ValueError: The 'tau' parameter of demo must be a float." in err
+    # one line: the notebook, the cell and line, the source line, the error, the kept report
+    line = next(l for l in err.splitlines() if l.startswith("FAILED "))
+    assert line == ("FAILED 02_fail at cell In[2], line 1 (raise ValueError(\"The 'tau' parameter of "
+                    "demo must be a float.\")): ValueError: The 'tau' parameter of demo must be a float. "
+                    f"→ {out / '02_fail.failed.ipynb'}"), line
     assert (out / "02_fail.ipynb").read_text() == "previous report"
-    assert sorted(p.name for p in out.iterdir()) == ["02_fail.ipynb"]
+    assert sorted(p.name for p in out.iterdir()) == ["02_fail.failed.html", "02_fail.failed.ipynb",
+                                                     "02_fail.ipynb"]
+    failed = nbformat.read(out / "02_fail.failed.ipynb", as_version=4)
+    errors = [o for c in failed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert [e["ename"] for e in errors] == ["ValueError"]
+
+
+def test_a_successful_run_removes_the_stale_failed_report(nbdir, tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "01_demo.failed.ipynb").write_text("from an earlier run")
+    (out / "01_demo.failed.html").write_text("from an earlier run")
+    assert cli.main(["--notebooks", str(nbdir), "run", "01", "-o", str(out), "-q", "--no-html"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["01_demo.ipynb", "01_demo.json"]
+
+
+def test_failure_location_reads_the_cell_frame_of_an_ipython_traceback():
+    tb = ["\x1b[0;31mAssertionError\x1b[0m  Traceback (most recent call last)",
+          "Cell \x1b[0;32mIn[13], line 2\x1b[0m\n      1 x = 1\n----> 2 assert x == 2, 'claim'",
+          "File \x1b[0;32m/lib/x.py:9\x1b[0m, in \x1b[0;36mf\x1b[0m"]
+    assert runner.failure_location(tb, "x = 1\nassert x == 2, 'claim'") == (13, 2, "assert x == 2, 'claim'")
+    assert runner.failure_location(["no cell frame"], "x") == (None, None, "")
 
 
 def test_an_interrupted_run_leaves_the_previous_report_intact(nbdir, tmp_path):

@@ -3,14 +3,22 @@
     python tools/nb.py py2nb  SRC.py  notebooks/NN_name.ipynb   # percent-format script → notebook
     python tools/nb.py nb2py  notebooks/NN_name.ipynb  SRC.py   # and back, to edit as text
     python tools/nb.py execute notebooks/NN_name.ipynb [...]     # run headless, store outputs
+    python tools/nb.py classify DIR notebooks/NN_name.ipynb [...] # tag machine-independent cells
 
 Percent format: `# %%` starts a code cell, `# %% [markdown]` a markdown cell (its lines start
 with "# "), `# %% tags=["parameters"]` a code cell with tags. `execute` runs each notebook from
-notebooks/ with HEADLESS_ENV (the way nbval and the tests run it) and writes it back,
-so the stored outputs are the ones nbval will compare.
+notebooks/ in the reference numeric environment (labkit.workbook.numerics, the one nbval and the
+tests use), refuses to where this machine does not reproduce it, writes the notebook back and
+records the environment in its metadata (tests/test_numerics.py fails on any other).
+
+`classify DIR` compares each code cell's outputs (sanitized as nbval does) with those of the same
+notebook executed elsewhere (DIR/<name>.ipynb, e.g. in the perturbed environment; several DIRs
+separated by commas) and tags the cells whose outputs were the same everywhere
+`nbval-check-output`: the cells nbval still compares where the reference cannot be reproduced.
 """
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import re
@@ -21,10 +29,10 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-# The environment nbval runs the notebooks in (tests/conftest.py sets the same): headless
-# widgets, and one thread per kernel so that two test workers share two cores without
-# oversubscription and the stored floating-point results match the ones nbval recomputes.
-HEADLESS_ENV = {"LABKIT_HEADLESS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from labkit.workbook import numerics
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECK_TAG = "nbval-check-output"
 
 HEADER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
@@ -77,7 +85,11 @@ def nb2py(src: str, dest: str) -> None:
 
 
 def execute(path: str, timeout: int = 900) -> float:
-    os.environ.update(HEADLESS_ENV)
+    os.environ.update({"LABKIT_HEADLESS": "1", **numerics.REFERENCE})
+    found = numerics.describe_in({})
+    if numerics.differences(found):
+        sys.exit(f"not the reference numeric environment here ({'; '.join(numerics.differences(found))}): "
+                 "stored outputs are made only where it is reproduced (labkit/workbook/numerics.py)")
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
@@ -86,8 +98,57 @@ def execute(path: str, timeout: int = 900) -> float:
     for cell in nb.cells:                      # keep diffs small: no per-run metadata
         cell.metadata.pop("execution", None)
     nb.metadata.pop("widgets", None)
+    nb.metadata["labkit"] = {"numerics": found}
     nbformat.write(nb, path)
     return seconds
+
+
+def sanitizers() -> list[tuple[re.Pattern, str]]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "tests" / "nbval_sanitize.cfg")
+    return [(re.compile(cfg[s]["regex"]), cfg[s]["replace"]) for s in cfg.sections()]
+
+
+def comparable(cell, subs) -> list:
+    """A cell's outputs as nbval compares them: text and non-image data, sanitized."""
+    out = []
+    for o in cell.get("outputs", []):
+        items = {"text": o["text"]} if "text" in o else {
+            k: v for k, v in o.get("data", {}).items() if not k.startswith("image/")}
+        if "ename" in o:
+            items["ename"] = o["ename"]
+        for key, value in items.items():
+            value = "".join(value) if isinstance(value, list) else value
+            if isinstance(value, str):
+                for pattern, replace in subs:
+                    value = pattern.sub(replace, value)
+            out.append((key, value))
+    return out
+
+
+def classify(dirs: str, path: str) -> tuple[int, int]:
+    """Tag the cells of `path` whose outputs equal those of DIR/<name>.ipynb for every DIR."""
+    nb = nbformat.read(path, as_version=4)
+    others = [nbformat.read(Path(d) / Path(path).name, as_version=4) for d in dirs.split(",")]
+    subs = sanitizers()
+    codes = [[c for c in o.cells if c.cell_type == "code"] for o in others]
+    n = sum(c.cell_type == "code" for c in nb.cells)
+    if any(len(code) != n for code in codes):
+        sys.exit(f"{path}: the executed copies have another number of code cells")
+    tagged = total = 0
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        tags = [t for t in cell.metadata.get("tags", []) if t != CHECK_TAG]
+        same = all(comparable(code[i], subs) == comparable(cell, subs) for code in codes)
+        if same and "NBVAL_IGNORE_OUTPUT" not in cell.source:
+            tags.append(CHECK_TAG)
+            tagged += 1
+        total += 1
+        if tags:
+            cell.metadata["tags"] = tags
+        else:
+            cell.metadata.pop("tags", None)
+    nbformat.write(nb, path)
+    return tagged, total
 
 
 if __name__ == "__main__":
@@ -99,5 +160,9 @@ if __name__ == "__main__":
     elif cmd == "execute":
         for p in args:
             print(f"{p}: {execute(p):.1f} s")
+    elif cmd == "classify":
+        for p in args[1:]:
+            tagged, total = classify(args[0], p)
+            print(f"{p}: {tagged} of {total} code cells machine-independent")
     else:
         sys.exit(__doc__)

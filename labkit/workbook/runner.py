@@ -1,0 +1,211 @@
+"""Find a notebook, check its parameters, run it as a report: the one path every runner takes.
+
+`labkit run`, `labkit sweep` and the tests all come here. A report is written atomically: the
+notebook executes into a temporary file that replaces reports/<name>.ipynb only when the run
+succeeded, so an interrupted or failed run leaves the previous report as it was. A failed run is
+kept too, as reports/<name>.failed.ipynb (+ .html): executed up to the failing cell, with the
+error; `RunFailed` says in one line which cell, which line and which claim. An existing report is
+not replaced without `force`. The source notebook is never modified.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import report
+
+# The notebooks beside the package in a source checkout; an installed wheel has none, so
+# `labkit --notebooks DIR` names them.
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+class UsageError(Exception):
+    """A bad command line or parameter: printed as one line, exit status 2."""
+
+
+class RunFailed(Exception):
+    """A notebook raised: where (cell, line, source line), what (ename, evalue), and the kept report."""
+
+    def __init__(self, notebook: str, ename: str, evalue: str, cell=None, line=None,
+                 source_line: str = "", failed_report: Path | None = None):
+        self.notebook, self.ename, self.evalue = notebook, ename, evalue
+        self.cell, self.line, self.source_line = cell, line, source_line
+        self.failed_report = failed_report
+        super().__init__(self.reason())
+
+    def reason(self) -> str:
+        where = f"cell In[{self.cell}]" if self.cell is not None else "a cell"
+        if self.line is not None:
+            where += f", line {self.line}"
+        if self.source_line:
+            where += f" ({self.source_line.strip()[:100]})"
+        first = self.evalue.strip().splitlines()[0] if self.evalue.strip() else ""
+        kept = f" → {self.failed_report}" if self.failed_report else ""
+        return f"{self.notebook} at {where}: {self.ename}: {first}{kept}"
+
+
+def find_notebook(key: str, directory: Path = NOTEBOOKS) -> Path:
+    """'01', '01_sparsity_and_threshold_pruning', or a path → the notebook's path."""
+    p = Path(key)
+    if p.suffix == ".ipynb" and p.exists():
+        return p
+    matches = sorted(directory.glob(f"{key}*.ipynb")) if directory.is_dir() else []
+    exact = [m for m in matches if m.stem == key]
+    if exact:
+        return exact[0]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(n.stem for n in notebooks(directory)) or "none"
+    what = "matches several notebooks" if matches else "is not a notebook"
+    raise UsageError(f"'{key}' {what}. Notebooks in {directory}: {names}")
+
+
+def notebooks(directory: Path = NOTEBOOKS) -> list[Path]:
+    return sorted(p for p in directory.glob("[0-9][0-9]*_*.ipynb"))
+
+
+def parameters_of(path: Path) -> dict[str, dict]:
+    """{name: {"type": "int"|"float"|"str"|"bool", "default": value, "help": comment}}."""
+    import papermill
+
+    params = papermill.inspect_notebook(str(path))
+    if not params:
+        raise UsageError(f"{path.name} has no cell tagged 'parameters'.")
+    out = {}
+    for name, p in params.items():
+        default = ast.literal_eval(p["default"])
+        out[name] = {"type": type(default).__name__, "default": default, "help": p.get("help", "")}
+    return out
+
+
+def coerce(name: str, raw: str, spec: dict, nb: str):
+    """The command-line string `raw` as a value of the parameter's type, or a UsageError."""
+    kind = spec["type"]
+    if kind == "str":
+        return raw
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = {"true": True, "false": False}.get(raw.lower(), raw)
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value).__name__ != kind:
+        raise UsageError(f"The '{name}' parameter of {nb} must be a {kind} "
+                         f"(default {spec['default']!r}). Got {raw!r} instead.")
+    return value
+
+
+def check_parameters(path: Path, pairs: list[tuple[str, str]]) -> dict:
+    spec = parameters_of(path)
+    values = {}
+    for name, raw in pairs:
+        if name not in spec:
+            raise UsageError(f"{path.stem} has no parameter '{name}'. "
+                             f"Valid names: {', '.join(spec)}")
+        values[name] = coerce(name, raw, spec[name], path.stem)
+    return values
+
+
+def atomic_write_text(text: str, dest: Path) -> None:
+    """Write `text` to `dest` through a unique temporary file in the same folder, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextmanager
+def environment(env: dict[str, str] | None):
+    """os.environ updated by `env` inside the block (kernels started there inherit it)."""
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
+
+
+def failure_location(traceback: list[str], source: str) -> tuple[int | None, int | None, str]:
+    """(execution count, line, source line) of the notebook cell's frame in an IPython traceback."""
+    text = _ANSI.sub("", "\n".join(traceback))
+    m = _CELL_LINE.search(text)
+    if not m:
+        return None, None, ""
+    line = int(m.group(2))
+    lines = source.splitlines()
+    return int(m.group(1)), line, lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+def _export(nb_path: Path, html: bool) -> None:
+    if html:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
+        atomic_write_text(body, nb_path.with_suffix(".html"))
+
+
+def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = False,
+                 html: bool = True, progress: bool = True, env: dict[str, str] | None = None) -> Path:
+    """Execute `path` with `parameters` into out_dir/<name>.ipynb (+ .html, + .json metrics).
+
+    Returns the .ipynb path. The .json sidecar holds the parameters and the metrics the notebook
+    recorded with `labkit.workbook.report.record`. `env` adds environment variables for the
+    kernel (e.g. `numerics.environment("perturbed")`). On failure raises RunFailed, after keeping
+    the executed notebook as out_dir/<name>.failed.ipynb (+ .html).
+    """
+    import nbformat
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / f"{path.stem}.ipynb"
+    failed = out_dir / f"{path.stem}.failed.ipynb"
+    if dest.exists() and not force:
+        raise UsageError(f"{dest} exists; pass --force to replace it.")
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.stem}.", suffix=".tmp.ipynb")
+    os.close(fd)
+    try:
+        with environment({"LABKIT_HEADLESS": "1", **(env or {})}):
+            papermill.execute_notebook(str(path), tmp, parameters=parameters, cwd=str(path.parent),
+                                       kernel_name="python3", progress_bar=progress)
+    except papermill.PapermillExecutionError as e:
+        cell, line, source_line = failure_location(e.traceback, e.source)
+        os.replace(tmp, failed)
+        _export(failed, html)
+        raise RunFailed(path.stem, e.ename, str(e.evalue), cell, line, source_line, failed) from None
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:
+        executed = nbformat.read(tmp, as_version=4)
+        metrics = {"notebook": path.stem, "parameters": parameters, "metrics": report.read(executed)}
+        atomic_write_text(json.dumps(metrics, indent=1, sort_keys=True), dest.with_suffix(".json"))
+        _export(Path(tmp), html)
+        if html:
+            os.replace(Path(tmp).with_suffix(".html"), dest.with_suffix(".html"))
+        os.replace(tmp, dest)
+        for stale in (failed, failed.with_suffix(".html")):     # the last run succeeded
+            stale.unlink(missing_ok=True)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        Path(tmp).with_suffix(".html").unlink(missing_ok=True)
+    return dest
