@@ -139,3 +139,15 @@ def test_list_shows_parameters(nbdir, capsys):
     assert cli.main(["--notebooks", str(nbdir), "list"]) == 0
     out = capsys.readouterr().out
     assert "01_demo" in out and "tau" in out and "0.05" in out and "# threshold" not in out.split("tau")[0]
+
+
+def test_run_numerics_sets_the_kernel_environment(nbdir, tmp_path):
+    write_notebook(nbdir / "04_env.ipynb", "seed = 0",
+                   "import os\nprint('ATEN', os.environ.get('ATEN_CPU_CAPABILITY'), 'OMP', os.environ.get('OMP_NUM_THREADS'))")
+    out = tmp_path / "reports"
+    before = os.environ.get("ATEN_CPU_CAPABILITY")
+    assert cli.main(["--notebooks", str(nbdir), "run", "04", "-o", str(out), "-q", "--no-html",
+                     "--numerics", "perturbed"]) == 0
+    text = nbformat.read(out / "04_env.ipynb", as_version=4).cells[-1].outputs[0]["text"]
+    assert text == "ATEN default OMP 2\n", text
+    assert os.environ.get("ATEN_CPU_CAPABILITY") == before          # the runner's own process is restored
