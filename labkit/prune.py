@@ -124,7 +124,9 @@ def prune_by_scores_(model: nn.Module, scores: dict[str, torch.Tensor], amount, 
     zero after the call (per layer, or of all scored weights for scope="global"); a dict
     {layer: amount} gives per-layer ratios (scope "layer" only; layers left out are not pruned). Already-pruned weights have
     weight 0 and, for |w| and |w·g|, score 0, so they are counted in the amount.
-    permanent=True zeroes the weights in place and keeps no mask nor copy (`remove_` at once).
+    permanent=True zeroes the weights in place and keeps no mask nor copy (`remove_` at once); on a
+    masked model it first folds every mask into its weight (`remove_`, the same Parameter object),
+    then prunes: the zeros go into the weight itself, not the `weight` a forward pass recomputes.
     """
     return _prune_(model, scores, amount, scope, permanent, False, "prune_by_scores_")
 
@@ -133,12 +135,16 @@ def _prune_(model, scores, amount, scope, permanent, absolute, func):
     layers = prunable_layers(model, "model", func)
     check_choice(scope, "scope", func, ("layer", "global"))
     modules = dict(layers)
-    if not isinstance(scores, dict) or not scores or set(scores) - set(modules):
+    if scores is not None and (not isinstance(scores, dict) or not scores or set(scores) - set(modules)):
         raise ValueError(_message("scores", func, "a non-empty dict keyed by prunable layer names",
                                   type(scores).__name__))
     if scope == "global" and isinstance(amount, dict):
         raise ValueError(_message("amount", func, "a float when scope='global'", amount))
-    amounts = _amounts(amount, [(n, None) for n in scores], func)
+    amounts = _amounts(amount, [(n, None) for n in scores or modules], func)
+    if permanent:
+        remove_(model)                     # the one rule: fold old masks into the weights first
+    if scores is None:                     # magnitude: |w|, taken chunk by chunk (after the fold)
+        scores = {n: m.weight.detach() for n, m in layers}
     groups = [list(scores)] if scope == "global" else [[n] for n in scores if n in amounts]
     if not permanent:
         keep = {}
@@ -155,11 +161,7 @@ def magnitude_(model: nn.Module, amount, scope: str = "layer", permanent: bool =
     "layer") or global_unstructured with L1Unstructured (scope "global") at the same amount on
     a model without masks. Returns the model. See `prune_by_scores_` for amount and permanent
     (permanent=True needs no extra memory beyond a few chunks: the path for very large models)."""
-    layers = prunable_layers(model, "model", "magnitude_")
-    if permanent:
-        remove_(model)                                   # fold old masks into the weights first
-    weights = {n: m.weight.detach() for n, m in layers}   # |w| is taken chunk by chunk
-    return _prune_(model, weights, amount, scope, permanent, True, "magnitude_")
+    return _prune_(model, None, amount, scope, permanent, True, "magnitude_")
 
 
 magnitude = magnitude_   # DESIGN.md's name; it works in place (returns the model) like magnitude_

@@ -97,6 +97,27 @@ def test_permanent_zeroes_in_place_without_masks():
         assert torch.equal(dict(a.named_modules())[name].weight, dict(b.named_modules())[name].weight)
 
 
+@pytest.mark.parametrize("path", ["magnitude_", "prune_by_scores_"])
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_permanent_on_a_masked_model_folds_the_masks_first(path, scope):
+    """Issue 15: permanent=True on a masked model wrote its zeros into the derived `weight`, which
+    the next forward pass recomputed as weight_orig · mask (sparsity 0.8, then 0.5 again)."""
+    model = prune.magnitude_(models.lenet300_100(seed=0), 0.5)
+    ref = prune.remove_(prune.magnitude_(prune.clone(model), 0.8, scope=scope))
+    held = model[1].weight_orig                                    # what an optimizer holds
+    if path == "magnitude_":
+        prune.magnitude_(model, 0.8, scope=scope, permanent=True)
+    else:
+        scores = {n: m.weight.detach().abs() for n, m in model.named_modules() if hasattr(m, "weight_mask")}
+        prune.prune_by_scores_(model, scores, 0.8, scope=scope, permanent=True)
+    assert prune.masks(model) == {} and model[1].weight is held
+    assert sparsity.sparsity(model) == pytest.approx(0.8, abs=1e-4)
+    model(torch.zeros(1, 784))                                     # a forward pass changes nothing
+    assert sparsity.sparsity(model) == pytest.approx(0.8, abs=1e-4)
+    for name in ("1", "3", "5"):
+        assert torch.equal(dict(model.named_modules())[name].weight, dict(ref.named_modules())[name].weight)
+
+
 def test_second_call_counts_the_pruned_weights():
     model = models.lenet300_100(seed=0)
     prune.magnitude_(model, 0.3)
