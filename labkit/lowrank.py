@@ -24,12 +24,12 @@ Kernels (`svd_factors`, `rank_for_energy`) are pure; `svd_linear`, `svd_conv2d` 
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 from torch import nn
 
 from ._validate import _message, check_float, check_int, check_module, check_tensor
+from .prune import clone
 
 
 def svd_factors(W: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +149,7 @@ def factorize(model: nn.Module, rank: int | dict | None = None, energy: float | 
         rank = check_int(rank, "rank", "factorize", low=1)
     if not isinstance(skip, (tuple, list, set)):
         raise TypeError(_message("skip", "factorize", "a tuple of layer names", skip))
-    new = copy.deepcopy(model)
+    new = clone(model)
     layers = [(n, m) for n, m in new.named_modules()
               if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
     if isinstance(rank, dict):

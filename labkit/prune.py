@@ -175,22 +175,47 @@ def masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def clone(model: nn.Module) -> nn.Module:
-    """A deep copy of a (possibly masked) model. `copy.deepcopy` fails on a model pruned with
-    torch.nn.utils.prune after a forward pass (its `weight` is then a non-leaf tensor); here each
-    `weight` is first replaced by its detached value, which the next forward recomputes anyway."""
+    """A deep copy of `model` with every mask folded into its weight: the copy has plain
+    Parameters (the zeros included) and no masks nor pruning hooks; `model` is not changed.
+
+    The one rule of labkit's functions that copy a model (ptq, lowrank, int8, adaround, structured,
+    pt2e, mobile): they call `clone`, so a masked model is copied with its masks folded.
+    `copy.deepcopy` alone fails on a model masked by torch.nn.utils.prune after a forward pass
+    (its `weight` is then a computed, non-leaf tensor); here the copy gets that tensor's value,
+    which `remove_` on the copy then replaces by weight_orig · mask. A model holding another
+    computed tensor is refused with a ValueError."""
     check_module(model, "model", "clone")
+    memo = {}                                   # copy.deepcopy's memo: {id(x): x's copy}
     for m in model.modules():
-        if hasattr(m, "weight_mask") and isinstance(getattr(m, "weight", None), torch.Tensor):
-            m.weight = m.weight.detach()
-    return copy.deepcopy(model)
+        for name in _pruned_names(m):
+            t = getattr(m, name, None)
+            if isinstance(t, torch.Tensor) and not t.is_leaf:
+                memo[id(t)] = t.detach()         # dropped by remove_ below
+    try:
+        new = copy.deepcopy(model, memo)
+    except RuntimeError as e:
+        if "graph leaves" not in str(e):
+            raise
+        raise ValueError(_message("model", "clone", "a model whose tensors are Parameters, buffers or "
+                                  "torch.nn.utils.prune masks", "a model holding a computed (non-leaf) tensor")) from e
+    return remove_(new)
+
+
+def _pruned_names(m: nn.Module) -> list[str]:
+    """The names of the tensors of `m` that torch.nn.utils.prune masks (its forward pre-hooks)."""
+    return [h._tensor_name for h in m._forward_pre_hooks.values()
+            if isinstance(h, torch_prune.BasePruningMethod)]
 
 
 def remove_(model: nn.Module) -> nn.Module:
-    """Make pruning permanent: drop masks and hooks, keep the zeros in `weight`. In place."""
+    """Make pruning permanent: drop masks and hooks, keep the zeros in `weight`. In place.
+
+    Each masked tensor becomes its Parameter `<name>_orig` (the same object, so an optimizer
+    that holds it keeps working), with the value <name>_orig · <name>_mask."""
     check_module(model, "model", "remove_")
     for m in model.modules():
-        if torch_prune.is_pruned(m) and hasattr(m, "weight_mask"):
-            torch_prune.remove(m, "weight")
+        for name in _pruned_names(m):
+            torch_prune.remove(m, name)
     return model
 
 

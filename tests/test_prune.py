@@ -156,6 +156,56 @@ def test_save_and_load_keep_zeros(tmp_path):
     assert torch.equal(prune.clone(model)(x), model(x))
 
 
+def test_clone_folds_the_masks_in_the_copy_and_leaves_the_model_alone():
+    """Issue 15: copy.deepcopy of a masked model raises torch's "graph leaves" RuntimeError after a
+    forward pass. clone copies it with every mask folded; the original keeps masks and Parameters."""
+    model = prune.magnitude_(models.lenet300_100(seed=0), 0.5)
+    x = torch.randn(3, 784, generator=torch.Generator().manual_seed(0))
+    model(x)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    held, weight = [id(p) for p in model.parameters()], model[1].weight
+    copy_ = prune.clone(model)
+    assert model[1].weight is weight and weight.grad_fn is not None   # the model's tensors untouched
+    assert prune.masks(copy_) == {} and not hasattr(copy_[1], "weight_orig")
+    assert not copy_[1]._forward_pre_hooks and isinstance(copy_[1].weight, nn.Parameter)
+    assert torch.equal(copy_(x), model(x)) and sparsity.sparsity(copy_) == pytest.approx(0.5)
+    assert [id(p) for p in model.parameters()] == held and prune.masks(model).keys() == {"1", "3", "5"}
+    assert copy_[1].weight.data_ptr() != model[1].weight_orig.data_ptr()
+    model(x).sum().backward()
+    opt.step()                                                     # the optimizer still trains the model
+    assert not torch.equal(copy_(x), model(x))
+    odd = nn.Linear(2, 2)
+    odd.doubled = odd.weight * 2                                   # a computed tensor that is no mask
+    with pytest.raises(ValueError, match="The 'model' parameter of clone must be"):
+        prune.clone(odd)
+
+
+def _masked_lenet():
+    model = prune.magnitude_(models.lenet300_100(seed=0), 0.5)
+    model(torch.zeros(1, 784))                                     # weight is now a non-leaf tensor
+    return model
+
+
+@pytest.mark.parametrize("wrapper", ["lowrank.factorize", "ptq.quantize_model", "ptq.quantize_weights",
+                                     "int8.to_int8", "adaround.fold_bn", "structured.prune_filters"])
+def test_every_wrapper_that_copies_a_model_takes_a_masked_model(wrapper):
+    from labkit import adaround, int8, lowrank, ptq, structured
+
+    x = torch.randn(8, 784, generator=torch.Generator().manual_seed(0))
+    run = {"lowrank.factorize": lambda m: lowrank.factorize(m, rank=4),
+           "ptq.quantize_model": lambda m: ptq.quantize_model(m, bits=8, a_bits=8, X_calib=x),
+           "ptq.quantize_weights": lambda m: ptq.quantize_weights(m, bits=8),
+           "int8.to_int8": lambda m: int8.to_int8(m, x),
+           "adaround.fold_bn": adaround.fold_bn,
+           "structured.prune_filters": lambda m: structured.prune_filters(m, 0.0)}[wrapper]
+    model = _masked_lenet()
+    out = run(model)
+    assert prune.masks(out) == {}                                  # the copy: masks folded
+    assert prune.masks(model).keys() == {"1", "3", "5"}            # the model: unchanged
+    if wrapper in ("adaround.fold_bn", "structured.prune_filters"):
+        assert torch.equal(out(x), model(x))
+
+
 def test_apply_masks_multiplies():
     model = models.lenet300_100(seed=0)
     m1 = torch.ones(100, 300, dtype=torch.bool)
