@@ -1,4 +1,6 @@
 """`labkit sweep`: a grid of notebook runs, one table, failures kept, Dask gives the same table."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -30,6 +32,34 @@ def test_grid_is_the_product_in_order():
 def test_pareto_front_by_hand():
     t = pd.DataFrame({"size": [1, 2, 3, 2, 4], "acc": [0.5, 0.8, 0.9, 0.7, 0.9]})
     assert sweep.pareto_front(t, "size", "acc").tolist() == [True, True, True, False, False]
+
+
+def test_atomic_writes_use_a_unique_temp_file_in_the_destination_folder(tmp_path):
+    """Issue 15: two sweeps writing one folder shared the temp file '.sweep.csv.tmp'. Here a second
+    write to the same table starts while the first is half done (as a second sweep would)."""
+    dest = tmp_path / "sweep.csv"
+    temps = []
+
+    def inner(p):
+        temps.append(p)
+        Path(p).write_text("second")
+
+    def outer(p):
+        temps.append(p)
+        Path(p).write_text("first")
+        sweep._atomic(inner, dest)                                 # the other sweep, meanwhile
+
+    sweep._atomic(outer, dest)
+    assert dest.read_text() == "first"                             # the last replace wins, whole
+    assert len(set(map(str, temps))) == 2 and all(Path(p).parent == tmp_path for p in temps)
+    assert [f.name for f in tmp_path.iterdir()] == ["sweep.csv"]   # no temp file left behind
+    def full(p):
+        Path(p).write_text("par")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        sweep._atomic(full, tmp_path / "b.csv")
+    assert [f.name for f in tmp_path.iterdir()] == ["sweep.csv"]   # nor after a failed write
 
 
 def test_grid_values_are_type_checked(nbdir):
