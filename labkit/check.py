@@ -74,6 +74,17 @@ def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
+def _linear(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:
+    """nn.Linear with its default init (uniform, bound 1/√n_in) drawn from `gen`: a check never
+    draws from, nor reseeds, the student's global RNG."""
+    layer = nn.utils.skip_init(nn.Linear, n_in, n_out)
+    bound = 1 / math.sqrt(n_in)
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=gen)
+        layer.bias.uniform_(-bound, bound, generator=gen)
+    return layer
+
+
 # ------------------------------------------------------------------ 01: threshold pruning
 def threshold(fn) -> bool:
     """fn(w, tau) → a new tensor with every |w| < τ set to 0 (seed 001 §4.2)."""
@@ -256,8 +267,7 @@ def svd_linear(fn) -> bool:
     """fn(layer: nn.Linear, rank) → a module computing the best rank-r approximation W_r x + b."""
     cases = []
     for i in range(8):
-        torch.manual_seed(i)
-        layer = nn.Linear(6 + i, 4 + i)
+        layer = _linear(6 + i, 4 + i, _gen(i))
         cases.append({"args": (layer, 1 + i % 3), "size": layer.weight.numel()})
 
     def compare(args, got):

@@ -14,7 +14,6 @@ activations uint8 affine from a histogram observer.
 """
 from __future__ import annotations
 
-import copy
 import io
 import warnings
 
@@ -23,6 +22,7 @@ from torch import nn
 
 from . import count
 from ._validate import _message, check_choice, check_int, check_module
+from .prune import clone
 
 ENGINES = tuple(e for e in ("x86", "fbgemm", "onednn", "qnnpack")
                 if e in torch.backends.quantized.supported_engines)
@@ -65,7 +65,7 @@ def to_int8(model: nn.Module, X_calib: torch.Tensor, engine: str = "x86",
     check_choice(engine, "engine", "to_int8", ENGINES)
     batch_size = check_int(batch_size, "batch_size", "to_int8", low=1)
     torch.backends.quantized.engine = engine
-    body = copy.deepcopy(model).cpu().eval()
+    body = clone(model).cpu().eval()
     pairs = _fuse_pairs(body)
     if pairs:
         body = torch.ao.quantization.fuse_modules(body, pairs)

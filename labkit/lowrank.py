@@ -24,12 +24,12 @@ Kernels (`svd_factors`, `rank_for_energy`) are pure; `svd_linear`, `svd_conv2d` 
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 from torch import nn
 
 from ._validate import _message, check_float, check_int, check_module, check_tensor
+from .prune import clone
 
 
 def svd_factors(W: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,8 +81,10 @@ def svd_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
     rank = check_int(rank, "rank", "svd_linear", low=1, high=min(out_f, in_f))
     A, B = svd_factors(layer.weight, rank)
     w = layer.weight
-    first = nn.Linear(in_f, rank, bias=False, device=w.device, dtype=w.dtype)
-    second = nn.Linear(rank, out_f, bias=layer.bias is not None, device=w.device, dtype=w.dtype)
+    # skip_init: the weights are set below, so no init is drawn from the global RNG
+    first = nn.utils.skip_init(nn.Linear, in_f, rank, bias=False, device=w.device, dtype=w.dtype)
+    second = nn.utils.skip_init(nn.Linear, rank, out_f, bias=layer.bias is not None, device=w.device,
+                                dtype=w.dtype)
     with torch.no_grad():
         first.weight.copy_(B)
         second.weight.copy_(A)
@@ -104,9 +106,10 @@ def svd_conv2d(layer: nn.Conv2d, rank: int) -> nn.Sequential:
     rank = check_int(rank, "rank", "svd_conv2d", low=1, high=min(out_c, in_c * kh * kw))
     A, B = svd_factors(layer.weight.reshape(out_c, -1), rank)          # A (out, r), B (r, in·kh·kw)
     w = layer.weight
-    first = nn.Conv2d(in_c, rank, (kh, kw), stride=layer.stride, padding=layer.padding,
-                      dilation=layer.dilation, bias=False, device=w.device, dtype=w.dtype)
-    second = nn.Conv2d(rank, out_c, 1, bias=layer.bias is not None, device=w.device, dtype=w.dtype)
+    first = nn.utils.skip_init(nn.Conv2d, in_c, rank, (kh, kw), stride=layer.stride, padding=layer.padding,
+                               dilation=layer.dilation, bias=False, device=w.device, dtype=w.dtype)
+    second = nn.utils.skip_init(nn.Conv2d, rank, out_c, 1, bias=layer.bias is not None, device=w.device,
+                                dtype=w.dtype)
     with torch.no_grad():
         first.weight.copy_(B.reshape(rank, in_c, kh, kw))
         second.weight.copy_(A.reshape(out_c, rank, 1, 1))
@@ -149,7 +152,7 @@ def factorize(model: nn.Module, rank: int | dict | None = None, energy: float | 
         rank = check_int(rank, "rank", "factorize", low=1)
     if not isinstance(skip, (tuple, list, set)):
         raise TypeError(_message("skip", "factorize", "a tuple of layer names", skip))
-    new = copy.deepcopy(model)
+    new = clone(model)
     layers = [(n, m) for n, m in new.named_modules()
               if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
     if isinstance(rank, dict):

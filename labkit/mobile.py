@@ -18,7 +18,6 @@ ONNX Runtime's quantization docs.
 """
 from __future__ import annotations
 
-import copy
 import os
 import statistics
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from ._validate import _message, check_choice, check_int, check_module, check_tensor
 from .count import time_calls
+from .prune import clone
 from .pt2e import INSTALL, METHODS, _need, check_calibration, quantize_pt2e, quiet_pytree, xnnpack_config  # noqa: F401
 from .xnnpack import Emulated
 
@@ -82,7 +82,7 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
         model = quantize_pt2e(model, example_input, calibration, method, bias_correction=bias_correction,
                               adaround=adaround)
     elif isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule):
-        model = copy.deepcopy(model).eval()
+        model = clone(model).eval()
     with quiet_pytree():
         ep = torch.export.export(model, (example_input,))
         program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
@@ -97,7 +97,7 @@ def _export_onnx(model, path, example_input, quantize, calibration, method) -> P
 
     with warnings.catch_warnings():   # the TorchScript exporter: 50× faster here than dynamo's
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(copy.deepcopy(model).eval(), (example_input,), str(fp32), input_names=["x"],
+        torch.onnx.export(clone(model).eval(), (example_input,), str(fp32), input_names=["x"],
                           output_names=["logits"], dynamo=False, opset_version=17)
     if quantize:
         import onnxruntime

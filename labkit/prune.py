@@ -124,7 +124,9 @@ def prune_by_scores_(model: nn.Module, scores: dict[str, torch.Tensor], amount, 
     zero after the call (per layer, or of all scored weights for scope="global"); a dict
     {layer: amount} gives per-layer ratios (scope "layer" only; layers left out are not pruned). Already-pruned weights have
     weight 0 and, for |w| and |w·g|, score 0, so they are counted in the amount.
-    permanent=True zeroes the weights in place and keeps no mask nor copy (`remove_` at once).
+    permanent=True zeroes the weights in place and keeps no mask nor copy (`remove_` at once); on a
+    masked model it first folds every mask into its weight (`remove_`, the same Parameter object),
+    then prunes: the zeros go into the weight itself, not the `weight` a forward pass recomputes.
     """
     return _prune_(model, scores, amount, scope, permanent, False, "prune_by_scores_")
 
@@ -133,12 +135,16 @@ def _prune_(model, scores, amount, scope, permanent, absolute, func):
     layers = prunable_layers(model, "model", func)
     check_choice(scope, "scope", func, ("layer", "global"))
     modules = dict(layers)
-    if not isinstance(scores, dict) or not scores or set(scores) - set(modules):
+    if scores is not None and (not isinstance(scores, dict) or not scores or set(scores) - set(modules)):
         raise ValueError(_message("scores", func, "a non-empty dict keyed by prunable layer names",
                                   type(scores).__name__))
     if scope == "global" and isinstance(amount, dict):
         raise ValueError(_message("amount", func, "a float when scope='global'", amount))
-    amounts = _amounts(amount, [(n, None) for n in scores], func)
+    amounts = _amounts(amount, [(n, None) for n in scores or modules], func)
+    if permanent:
+        remove_(model)                     # the one rule: fold old masks into the weights first
+    if scores is None:                     # magnitude: |w|, taken chunk by chunk (after the fold)
+        scores = {n: m.weight.detach() for n, m in layers}
     groups = [list(scores)] if scope == "global" else [[n] for n in scores if n in amounts]
     if not permanent:
         keep = {}
@@ -155,11 +161,7 @@ def magnitude_(model: nn.Module, amount, scope: str = "layer", permanent: bool =
     "layer") or global_unstructured with L1Unstructured (scope "global") at the same amount on
     a model without masks. Returns the model. See `prune_by_scores_` for amount and permanent
     (permanent=True needs no extra memory beyond a few chunks: the path for very large models)."""
-    layers = prunable_layers(model, "model", "magnitude_")
-    if permanent:
-        remove_(model)                                   # fold old masks into the weights first
-    weights = {n: m.weight.detach() for n, m in layers}   # |w| is taken chunk by chunk
-    return _prune_(model, weights, amount, scope, permanent, True, "magnitude_")
+    return _prune_(model, None, amount, scope, permanent, True, "magnitude_")
 
 
 magnitude = magnitude_   # DESIGN.md's name; it works in place (returns the model) like magnitude_
@@ -173,22 +175,47 @@ def masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def clone(model: nn.Module) -> nn.Module:
-    """A deep copy of a (possibly masked) model. `copy.deepcopy` fails on a model pruned with
-    torch.nn.utils.prune after a forward pass (its `weight` is then a non-leaf tensor); here each
-    `weight` is first replaced by its detached value, which the next forward recomputes anyway."""
+    """A deep copy of `model` with every mask folded into its weight: the copy has plain
+    Parameters (the zeros included) and no masks nor pruning hooks; `model` is not changed.
+
+    The one rule of labkit's functions that copy a model (ptq, lowrank, int8, adaround, structured,
+    pt2e, mobile): they call `clone`, so a masked model is copied with its masks folded.
+    `copy.deepcopy` alone fails on a model masked by torch.nn.utils.prune after a forward pass
+    (its `weight` is then a computed, non-leaf tensor); here the copy gets that tensor's value,
+    which `remove_` on the copy then replaces by weight_orig · mask. A model holding another
+    computed tensor is refused with a ValueError."""
     check_module(model, "model", "clone")
+    memo = {}                                   # copy.deepcopy's memo: {id(x): x's copy}
     for m in model.modules():
-        if hasattr(m, "weight_mask") and isinstance(getattr(m, "weight", None), torch.Tensor):
-            m.weight = m.weight.detach()
-    return copy.deepcopy(model)
+        for name in _pruned_names(m):
+            t = getattr(m, name, None)
+            if isinstance(t, torch.Tensor) and not t.is_leaf:
+                memo[id(t)] = t.detach()         # dropped by remove_ below
+    try:
+        new = copy.deepcopy(model, memo)
+    except RuntimeError as e:
+        if "graph leaves" not in str(e):
+            raise
+        raise ValueError(_message("model", "clone", "a model whose tensors are Parameters, buffers or "
+                                  "torch.nn.utils.prune masks", "a model holding a computed (non-leaf) tensor")) from e
+    return remove_(new)
+
+
+def _pruned_names(m: nn.Module) -> list[str]:
+    """The names of the tensors of `m` that torch.nn.utils.prune masks (its forward pre-hooks)."""
+    return [h._tensor_name for h in m._forward_pre_hooks.values()
+            if isinstance(h, torch_prune.BasePruningMethod)]
 
 
 def remove_(model: nn.Module) -> nn.Module:
-    """Make pruning permanent: drop masks and hooks, keep the zeros in `weight`. In place."""
+    """Make pruning permanent: drop masks and hooks, keep the zeros in `weight`. In place.
+
+    Each masked tensor becomes its Parameter `<name>_orig` (the same object, so an optimizer
+    that holds it keeps working), with the value <name>_orig · <name>_mask."""
     check_module(model, "model", "remove_")
     for m in model.modules():
-        if torch_prune.is_pruned(m) and hasattr(m, "weight_mask"):
-            torch_prune.remove(m, "weight")
+        for name in _pruned_names(m):
+            torch_prune.remove(m, name)
     return model
 
 

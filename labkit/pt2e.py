@@ -47,7 +47,6 @@ paper on neural network quantization", https://arxiv.org/abs/2106.08295.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 import importlib
@@ -60,6 +59,7 @@ from torch import nn
 
 from ._validate import _message, check_choice, check_module, check_tensor
 from .adaround import adaround as round_weights, fold_bn
+from .prune import clone
 
 METHODS = ("minmax", "percentile", "histogram")
 INSTALL = "executorch==1.5.1 torchao==0.18.0"
@@ -268,7 +268,7 @@ def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax
 
     if isinstance(model, torch.fx.GraphModule):
         with quiet_pytree():
-            gm = copy.deepcopy(model)
+            gm = clone(model)
     else:
         gm = export_graph(model, example_input)
     quantizer = XNNPACKQuantizer if any("batch_norm" in _op(n) for n in gm.graph.nodes) else _no_bn_quantizer()

@@ -22,7 +22,6 @@ batch by an exponential moving average (torch's MovingAverageMinMaxObserver, con
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 from torch import nn
@@ -31,6 +30,7 @@ from torch.nn import functional as F
 from . import quantize as Q
 from ._validate import (_message, check_choice, check_float, check_int, check_tensor,
                         prunable_layers)
+from .prune import clone
 from .train import predict
 
 CALIBRATIONS = ("minmax", "percentile", "mse")
@@ -115,7 +115,7 @@ def quantize_model(model: nn.Module, bits: int | None = 8, scheme: str = "symmet
     """
     prunable_layers(model, "model", "quantize_model")
     _check_common("quantize_model", bits, scheme, granularity, a_bits)
-    qmodel = _replace(copy.deepcopy(model),
+    qmodel = _replace(clone(model),
                       lambda m: QuantLayer(m, bits, scheme, granularity, a_bits))
     if a_bits is not None:
         if X_calib is None:
@@ -200,7 +200,7 @@ def quantize_weights(model: nn.Module, bits: int | dict[str, int] = 8, scheme: s
         widths = {n: bits for n in names}
     for b in widths.values():
         check_int(b, "bits", "quantize_weights", low=1, high=16)
-    out = copy.deepcopy(model)
+    out = clone(model)
     mods = dict(out.named_modules())
     with torch.no_grad():
         for n, b in widths.items():

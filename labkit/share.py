@@ -122,6 +122,12 @@ def share_weights_(model: torch.nn.Module, bits: int, seed: int = 0) -> dict:
     """Replace every Linear / Conv weight by its k-means quantized value, in place.
 
     Returns {layer name: (codebook (2^bits,), indices (weight's shape))}, for `CodebookSGD`.
+
+    A masked layer (`labkit.prune`, torch.nn.utils.prune) keeps its mask, as torch.nn.utils.prune
+    would: the codebook is fitted to the kept weights only, the Parameter `weight_orig` becomes
+    codebook[indices] (a pruned entry gets its nearest shared value, which the mask hides), and
+    `weight` = weight_orig · mask has at most 2^bits values besides its zeros, before and after
+    training with `CodebookSGD`.
     """
     from ._validate import prunable_layers
 
@@ -129,9 +135,21 @@ def share_weights_(model: torch.nn.Module, bits: int, seed: int = 0) -> dict:
     shared = {}
     with torch.no_grad():
         for name, m in layers:
-            c, idx = kmeans(m.weight, bits, seed=seed)
-            m.weight.copy_(c[idx])
+            if not hasattr(m, "weight_mask"):
+                c, idx = kmeans(m.weight, bits, seed=seed)
+            else:
+                w, keep = m.weight_orig, m.weight_mask.bool()
+                if not keep.any():                   # a layer pruned away: cluster all of it
+                    keep = torch.ones_like(keep)
+                c, kept = kmeans(w[keep], bits, seed=seed)
+                idx = _assign(w.detach().double(), c.double())
+                idx[keep] = kept
+            param = getattr(m, "weight_orig", m.weight)
+            param.copy_(c[idx])
             shared[name] = (c, idx)
+    for _, m in layers:
+        if hasattr(m, "weight_mask"):                # weight as the next forward pass computes it
+            m.weight = m.weight_orig * m.weight_mask
     return shared
 
 
@@ -150,7 +168,8 @@ class CodebookSGD(torch.optim.Optimizer):
         if unknown:
             raise ValueError(_message("shared", "CodebookSGD", "keyed by layer names of model",
                                       unknown))
-        self.shared = {id(mods[n].weight): [c.clone(), idx] for n, (c, idx) in shared.items()}
+        self.shared = {id(getattr(mods[n], "weight_orig", mods[n].weight)): [c.clone(), idx]
+                       for n, (c, idx) in shared.items()}      # a masked layer trains weight_orig
         super().__init__(list(model.parameters()), {"lr": lr})
 
     @torch.no_grad()

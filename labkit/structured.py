@@ -19,13 +19,11 @@ inputs j·HW … (j+1)·HW − 1 of the Linear layer.
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from ._validate import _message, check_float, check_module, check_tensor, prunable_layers
-from .prune import n_to_prune
+from .prune import clone, n_to_prune
 
 CHAIN = (nn.Linear, nn.Conv2d)
 
@@ -51,9 +49,8 @@ def keep_filters(w: torch.Tensor, amount: float) -> torch.Tensor:
 def _chain(model):
     layers = prunable_layers(model, "model", "prune_filters")
     bad = [n for n, m in layers if not isinstance(m, CHAIN) or getattr(m, "groups", 1) != 1]
-    if bad or any(hasattr(m, "weight_mask") for _, m in layers):
-        raise ValueError(_message("model", "prune_filters", "a chain of Linear/Conv2d layers (groups=1) "
-                                  "without masks", bad or "a model with masks (call prune.remove_ first)"))
+    if bad:
+        raise ValueError(_message("model", "prune_filters", "a chain of Linear/Conv2d layers (groups=1)", bad))
     return layers
 
 
@@ -87,6 +84,8 @@ def _shrink(layer, keep_out=None, keep_in=None, in_group=1):
 def prune_filters(model: nn.Module, amount) -> nn.Module:
     """A new, smaller dense model: remove the round(amount · C_out) filters/neurons of smallest L1
     norm from every layer but the last. amount: a float, or {layer name: amount}. `model` is unchanged.
+    A masked model is copied with its masks folded (`prune.clone`): the norms count the pruned
+    weights as zeros, and the zeros are kept in the smaller layers.
     """
     layers = _chain(check_module(model, "model", "prune_filters"))
     names = [n for n, _ in layers]
@@ -99,8 +98,8 @@ def prune_filters(model: nn.Module, amount) -> nn.Module:
     else:
         a = check_float(amount, "amount", "prune_filters", low=0, high=1, closed="left")
         amounts = {n: a for n in names[:-1]}
-    new = copy.deepcopy(model)
-    keep_in = None
+    new = clone(model)
+    layers, keep_in = _chain(new), None                 # the copy's layers: masks folded
     for i, (name, layer) in enumerate(layers):
         keep_out = keep_filters(layer.weight, amounts[name]) if name in amounts else None
         group = 1

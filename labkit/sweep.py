@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -84,13 +85,17 @@ def _progress(items, enabled: bool):
 
 
 def _atomic(write, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.tmp")
+    """write(path) to a temp file of its own in dest's folder, then rename it onto dest: a reader
+    never sees half a table, and two sweeps writing one folder do not share a temp file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)                 # mkstemp makes it 0600; the table is an ordinary file
         os.replace(tmp, dest)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def pareto_front(table: pd.DataFrame, cost: str, value: str) -> pd.Series:

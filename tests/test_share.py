@@ -48,3 +48,31 @@ def test_bad_input():
         share.CodebookSGD(m, {"9": (torch.zeros(2), torch.zeros(1))}, lr=0.1)
     with pytest.raises(ValueError, match="'model' parameter of share_weights_"):
         share.share_weights_(nn.ReLU(), 2)
+
+
+def test_share_weights_of_a_masked_model_shares_the_kept_weights_and_keeps_the_masks():
+    """Issue 15: on a masked model the shared values went into the derived `weight`, and a forward
+    pass brought back weight_orig · mask: 116,776 distinct values instead of 2^bits."""
+    from labkit import models, prune, sparsity
+
+    m = prune.magnitude_(models.lenet300_100(seed=0), 0.5)
+    keep = prune.masks(m)
+    kept_before = m[1].weight_orig.detach()[keep["1"]].clone()
+    shared = share.share_weights_(m, 2)
+    m(torch.zeros(1, 784))                                         # recomputes weight_orig · mask
+    assert prune.masks(m).keys() == keep.keys()
+    for name, layer in (("1", m[1]), ("3", m[3]), ("5", m[5])):
+        c, idx = shared[name]
+        assert torch.equal(layer.weight_orig, c[idx])              # the Parameter holds the shared values
+        assert torch.equal(layer.weight, c[idx] * keep[name])
+        assert torch.equal(layer.weight != 0, keep[name])          # pruned stay zero, kept stay non-zero
+        assert len(torch.unique(layer.weight)) <= 4 + 1            # 2^2 shared values and the zeros
+    assert torch.equal(shared["1"][0], Q.kmeans(kept_before, 2)[0])   # clustered: the kept weights only
+    assert sparsity.sparsity(m) == pytest.approx(0.5, abs=1e-4)
+    x, y = torch.randn(4, 784, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0])
+    opt = share.CodebookSGD(m, shared, lr=0.1)
+    nn.functional.cross_entropy(m(x), y).backward()
+    opt.step()
+    m(x)
+    assert len(torch.unique(m[1].weight)) <= 5 and torch.equal(m[1].weight != 0, keep["1"])
+    assert not torch.equal(m[1].weight_orig, shared["1"][0][shared["1"][1]])   # the step trained C

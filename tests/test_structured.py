@@ -76,6 +76,17 @@ def test_lenet300_100_per_layer_amounts():
     assert torch.allclose(small(x), z(x), atol=1e-5)
 
 
+def test_a_masked_model_is_pruned_with_its_masks_folded():
+    """One rule for every labkit function that copies a model (issue 15): prune.clone folds masks."""
+    masked = prune.magnitude_(models.lenet5(seed=0), 0.5)
+    masked(torch.zeros(1, 1, 28, 28))                              # weight is now a computed tensor
+    small = structured.prune_filters(masked, 0.5)
+    folded = structured.prune_filters(prune.remove_(prune.clone(masked)), 0.5)
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert prune.masks(small) == {} and torch.equal(small(x), folded(x))
+    assert prune.masks(masked)                                     # the model keeps its masks
+
+
 def test_bad_input():
     model = models.lenet5()
     with pytest.raises(ValueError, match=r"The 'amount' parameter of prune_filters must be a float in the range \[0, 1\)"):
@@ -84,8 +95,6 @@ def test_bad_input():
         structured.prune_filters(model, None)
     with pytest.raises(ValueError, match="'amount' parameter of prune_filters"):
         structured.prune_filters(model, {"classifier.5": 0.5})              # the output layer
-    with pytest.raises(ValueError, match="without masks"):
-        structured.prune_filters(prune.magnitude_(models.lenet5(), 0.5), 0.5)
     with pytest.raises(ValueError, match="chain of Linear/Conv2d"):
         structured.prune_filters(nn.Sequential(nn.Conv1d(1, 2, 3)), 0.5)
     with pytest.raises(TypeError, match="'model' parameter"):
