@@ -3,12 +3,39 @@
     from labkit import data, models, train, sparsity, prune, quantize, distill, lowrank, coding
 
 One module per technique; `labkit.<module>` also works, imported on first use so that
-`import labkit` stays fast.
+`import labkit` stays fast. The on-device int8 chain lives in the subpackage `labkit.deploy`;
+its modules keep their old names too (`labkit.mobile` is `labkit.deploy.mobile`, the same object).
 """
+import sys
 from importlib import import_module
-from importlib.util import find_spec
+from importlib.abc import Loader, MetaPathFinder
+from importlib.util import find_spec, spec_from_loader
 
 __version__ = "0.1.0"
+
+MOVED = {name: f"labkit.deploy.{name}"
+         for name in ("mobilenet", "images", "pt2e", "adaround", "xnnpack", "mobile")}
+
+
+class _MovedFinder(MetaPathFinder, Loader):
+    """`import labkit.<old>` of a module listed in MOVED gives the module at its new place itself:
+    one object under two names, so a monkeypatch through either name is seen by both. (No file
+    stays at the old place: git then follows each move as a rename.)"""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.startswith("labkit.") and fullname[len("labkit."):] in MOVED:
+            return spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return import_module(MOVED[spec.name[len("labkit."):]])
+
+    def exec_module(self, module):
+        pass   # create_module returned the imported module
+
+
+if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _MovedFinder())   # before any file finder: no copy at an old path wins
 
 
 def __getattr__(name):

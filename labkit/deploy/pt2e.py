@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import _message, check_choice, check_module, check_tensor
+from .._validate import _message, check_choice, check_module, check_tensor
 from .adaround import adaround as round_weights, fold_bn
 
 METHODS = ("minmax", "percentile", "histogram")

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import _message
+from .._validate import _message
 from .pt2e import _op
 
 _Q = "quantize_per_tensor"

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ._validate import check_float, check_int, check_module, check_tensor
+from .._validate import check_float, check_int, check_module, check_tensor
 
 ZETA, GAMMA = 1.1, -0.1
 LEVELS = 127                      # symmetric int8: integers in [−127, 127]
