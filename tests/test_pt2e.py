@@ -10,6 +10,7 @@ pytestmark = pytest.mark.skipif(not HAS_ET, reason="executorch not importable: p
 
 if HAS_ET:
     from labkit import pt2e
+    from labkit.deploy._fx import op
 
 
 def block(seed=0, gain=1.0):
@@ -132,7 +133,7 @@ def test_bias_correction_matches_the_channel_means_layer_by_layer():
 
         class Gap(torch.fx.Interpreter):
             def run_node(self, node):
-                if pt2e._op(node) in ("conv2d", "linear"):
+                if op(node) in ("conv2d", "linear"):
                     (x, w_q, b_q, *conv_args), _ = self.fetch_args_kwargs_from_env(node)
                     w, b = W[len(out)], next(biases)
 
