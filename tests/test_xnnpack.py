@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import xnnpack
+from labkit.deploy import xnnpack
 from test_mobile import tiny
 
 needs_et = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
@@ -73,7 +73,7 @@ def test_clamp_bounds():
 
 @needs_et
 def test_emulation_stays_within_rounding_of_the_reference_and_covers_every_op():
-    from labkit import pt2e
+    from labkit.deploy import pt2e
 
     model = tiny()                                            # conv, ReLU6, depthwise, 1×1, add, pool, linear
     g = torch.Generator().manual_seed(1)
@@ -112,7 +112,7 @@ class ReluNet(nn.Module):
 
 @needs_et
 def test_relu_fused_patterns_equal_the_program_bit_for_bit(tmp_path):
-    from labkit import mobile, pt2e
+    from labkit.deploy import mobile, pt2e
 
     torch.manual_seed(0)
     model = ReluNet().eval()
