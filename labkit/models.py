@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._rng import seeded
 from ._validate import check_int
 
 
@@ -46,41 +47,24 @@ class LeNet5(nn.Module):
 def lenet300_100(num_classes: int = 10, seed: int | None = 0) -> nn.Module:
     """LeNet-300-100. `seed` fixes the initial weights (None: use the global RNG)."""
     num_classes = check_int(num_classes, "num_classes", "lenet300_100", low=2)
-    with _seeded(seed, "lenet300_100"):
+    with seeded(seed, "lenet300_100"):
         return LeNet300100(num_classes)
 
 
 def lenet5(num_classes: int = 10, seed: int | None = 0) -> nn.Module:
     """LeNet-5. `seed` fixes the initial weights (None: use the global RNG)."""
     num_classes = check_int(num_classes, "num_classes", "lenet5", low=2)
-    with _seeded(seed, "lenet5"):
+    with seeded(seed, "lenet5"):
         return LeNet5(num_classes)
-
-
-class _seeded:
-    """Context manager: run the block with torch's global RNG seeded, then restore it."""
-
-    def __init__(self, seed, func):
-        self.seed = None if seed is None else check_int(seed, "seed", func, low=0)
-
-    def __enter__(self):
-        if self.seed is not None:
-            self.state = torch.random.get_rng_state()
-            torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        if self.seed is not None:
-            torch.random.set_rng_state(self.state)
-        return False
 
 
 def mobilenet_v2(pretrained: bool = False, width_mult: float = 1.0, num_classes: int = 1000,
                  seed: int | None = 0) -> nn.Module:
-    """MobileNetV2 (Sandler et al. 2018), torchvision-compatible; see `labkit.mobilenet`.
+    """MobileNetV2 (Sandler et al. 2018), torchvision-compatible; see `labkit.deploy.mobilenet`.
 
     pretrained=True loads torchvision's ImageNet weights offline from the installed weights
     package, sha256-checked, with torch.load(weights_only=True).
     """
-    from .mobilenet import mobilenet_v2 as build
+    from .deploy.mobilenet import mobilenet_v2 as build
 
     return build(pretrained=pretrained, width_mult=width_mult, num_classes=num_classes, seed=seed)

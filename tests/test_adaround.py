@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import adaround
+from labkit.deploy import adaround
 
 
 def small(seed=0):

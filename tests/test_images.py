@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from labkit import images
+from labkit.deploy import images
 
 
 def _folder(tmp_path, layout):

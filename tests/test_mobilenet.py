@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 from skimage import data
 
-from labkit import mobilenet as mb
+from labkit.deploy import mobilenet as mb
 
 
 def test_parameter_count_equals_torchvision():

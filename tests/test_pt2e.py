@@ -5,7 +5,8 @@ import torch
 import torchao  # noqa: F401  (pinned in pyproject.toml: missing, it must fail here, not skip)
 from torch import nn
 
-from labkit import pt2e
+from labkit.deploy import pt2e
+from labkit.deploy._fx import op
 
 
 def block(seed=0, gain=1.0):
@@ -128,7 +129,7 @@ def test_bias_correction_matches_the_channel_means_layer_by_layer():
 
         class Gap(torch.fx.Interpreter):
             def run_node(self, node):
-                if pt2e._op(node) in ("conv2d", "linear"):
+                if op(node) in ("conv2d", "linear"):
                     (x, w_q, b_q, *conv_args), _ = self.fetch_args_kwargs_from_env(node)
                     w, b = W[len(out)], next(biases)
 
@@ -187,7 +188,7 @@ def _int8_weights(quantized):
 
 
 def test_adaround_integers_are_the_programs_integers():
-    from labkit import adaround
+    from labkit.deploy import adaround
 
     model, X = block(gain=3.0), data(32, 5)
     q = pt2e.quantize_pt2e(model, X[:1], [X], adaround=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import xnnpack
+from labkit.deploy import xnnpack
 from test_mobile import tiny
 
 
@@ -68,7 +68,7 @@ def test_clamp_bounds():
 
 
 def test_emulation_stays_within_rounding_of_the_reference_and_covers_every_op():
-    from labkit import pt2e
+    from labkit.deploy import pt2e
 
     model = tiny()                                            # conv, ReLU6, depthwise, 1×1, add, pool, linear
     g = torch.Generator().manual_seed(1)
@@ -106,7 +106,7 @@ class ReluNet(nn.Module):
 
 
 def test_relu_fused_patterns_equal_the_program_bit_for_bit(tmp_path):
-    from labkit import mobile, pt2e
+    from labkit.deploy import mobile, pt2e
 
     torch.manual_seed(0)
     model = ReluNet().eval()

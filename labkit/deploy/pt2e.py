@@ -49,43 +49,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib
-import logging
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import _message, check_choice, check_module, check_tensor
+from .._validate import _message, check_choice, check_module, check_tensor
+from ._fx import CLAMPS as _CLAMPS, INSTALL, need as _need, op as _op  # noqa: F401  (INSTALL: pt2e's API)
 from .adaround import adaround as round_weights, fold_bn
-from .prune import clone
+from ..prune import clone
 
 METHODS = ("minmax", "percentile", "histogram")
-INSTALL = "executorch==1.5.1 torchao==0.18.0"
-_CLAMPS = ("hardtanh", "hardtanh_", "relu", "relu_")
 _LAYERS = ("conv2d", "linear")
-
-
-def _need(module: str, pip: str = INSTALL):
-    """Import `module` (for ExecuTorch also torchao's PT2E), or say how to install it. torchao's
-    'Failed to load <CUDA kernel library>' notes and torch's deprecation note about its enums,
-    logged once at import on a CPU-only machine, are kept out of the notebook's output."""
-    quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
-    levels = [log.level for log in quiet]
-    for log in quiet:
-        log.setLevel(logging.ERROR)
-    try:
-        mod = importlib.import_module(module)
-        if module == "executorch":
-            importlib.import_module("torchao.quantization.pt2e.quantize_pt2e")
-            importlib.import_module("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
-        return mod
-    except ImportError as e:
-        raise ImportError(f"labkit needs {module!r}: pip install {pip}") from e
-    finally:
-        for log, level in zip(quiet, levels):
-            log.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -94,11 +70,6 @@ def quiet_pytree():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         yield
-
-
-def _op(node) -> str:
-    """'conv2d' for the node calling torch.ops.aten.conv2d.default; '' for a non-call."""
-    return node.target.__name__.split(".")[0] if node.op == "call_function" and hasattr(node.target, "__name__") else ""
 
 
 # ---------------------------------------------------------------- calibration observers

@@ -45,11 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import _message
-from .pt2e import _op
+from .._validate import _message
+from ._fx import CLAMPS as _CLAMPS, op as _op
 
 _Q = "quantize_per_tensor"
-_CLAMPS = ("hardtanh", "hardtanh_", "relu", "relu_")
 _KERNELS = {"conv2d": "_layer", "linear": "_layer", "add": "_add", "adaptive_avg_pool2d": "_mean",
             **{op: "_clamp" for op in _CLAMPS}}
 _EXACT = ("flatten", "dropout", "view", "reshape", "squeeze", "unsqueeze")   # keep (s, z) and the integers

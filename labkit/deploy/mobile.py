@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._validate import _message, check_choice, check_int, check_module, check_tensor
-from .count import time_calls
-from .prune import clone
-from .pt2e import INSTALL, METHODS, _need, check_calibration, quantize_pt2e, quiet_pytree, xnnpack_config  # noqa: F401
+from .._validate import _message, check_choice, check_int, check_module, check_tensor
+from ..count import time_calls
+from ..prune import clone
+from ._fx import need as _need
+from .pt2e import INSTALL, METHODS, check_calibration, quantize_pt2e, quiet_pytree, xnnpack_config  # noqa: F401
 from .xnnpack import Emulated
 
 RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._validate import _message, check_float, check_int
+from .._validate import _message, check_float, check_int
 from .mobilenet import preprocess, wnids
 
 SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
