@@ -8,6 +8,7 @@ its modules keep their old names too (`labkit.mobile` is `labkit.deploy.mobile`,
 """
 import pkgutil as _pkgutil
 import sys as _sys
+from types import ModuleType as _ModuleType
 from importlib import import_module as _import_module
 from importlib.util import find_spec as _find_spec
 from importlib.util import spec_from_loader as _spec_from_loader
@@ -49,4 +50,5 @@ def __dir__():
     """The module's names and its public submodules and subpackages, found in the package folder
     (so that Jupyter's tab completion on `labkit.` lists the modules that `__getattr__` imports)."""
     subs = {m.name for m in _pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
-    return sorted({n for n in globals() if not n.startswith("_")} | {"__version__"} | subs | set(MOVED))
+    loaded = {n for n, v in globals().items() if isinstance(v, _ModuleType) and not n.startswith("_")}
+    return sorted(loaded | subs | set(MOVED) | {"__version__"})
