@@ -89,22 +89,7 @@ def test_calibration_images_are_other_photos_and_seeded():
     assert torch.equal(a[:12], images.calibration_images(12, seed=4))              # centre crops first
 
 
-def test_wilson_interval_by_hand_and_against_scipy():
-    """23 of 28 at 95 %: p̂ = 0.8214, z = 1.95996; centre (p̂ + z²/56) / (1 + z²/28) = 0.78265,
-    half-width z·√(p̂(1−p̂)/28 + z²/3136) / (1 + z²/28) = 0.13857 → (0.6441, 0.9212)."""
-    low, high = images.wilson_interval(23, 28)
-    assert (low, high) == pytest.approx((0.64409, 0.92121), abs=1e-5)
-    assert images.wilson_interval(0, 10)[0] == 0.0 and images.wilson_interval(10, 10)[1] == pytest.approx(1.0)
-    assert images.wilson_interval(10, 10)[0] < 1.0                    # 10 of 10 does not prove 100 %
-    stats = pytest.importorskip("scipy.stats")
-    for k, n, c in [(23, 28, 0.95), (11, 12, 0.95), (0, 5, 0.9), (480, 500, 0.99), (1, 1, 0.5)]:
-        ref = stats.binomtest(k, n).proportion_ci(confidence_level=c, method="wilson")
-        assert images.wilson_interval(k, n, c) == pytest.approx((ref.low, ref.high), abs=1e-12)
-    with pytest.raises(ValueError, match=r"The 'k' parameter of wilson_interval must be an int in the range \[0, 28\]"):
-        images.wilson_interval(29, 28)
-    with pytest.raises(ValueError, match="'n' parameter of wilson_interval"):
-        images.wilson_interval(0, 0)
-    with pytest.raises(ValueError, match=r"'confidence' parameter of wilson_interval must be a float in the range \(0, 1\)"):
-        images.wilson_interval(1, 2, 1.0)
-    with pytest.raises(TypeError, match="'k' parameter of wilson_interval"):
-        images.wilson_interval(2.0, 3)
+def test_images_re_exports_the_wilson_interval_of_stats():
+    from labkit import stats
+
+    assert images.wilson_interval is stats.wilson_interval

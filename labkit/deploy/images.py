@@ -8,7 +8,7 @@ Top-k accuracy of a classifier f on labelled images (x_i, y_i), i = 1..N:
 and the *agreement* of a compressed model f̃ with the reference f is (1/N) Σ_i [argmax f̃(x_i) = argmax f(x_i)]
 — it needs no labels, and it is the fraction of decisions compression left unchanged.
 
-Measured on n images, a fraction p̂ = k/n is uncertain by about ±z·√(p̂(1−p̂)/n): 23 of 28 is
+`wilson_interval` (from labkit.stats, re-exported here): measured on n images, a fraction p̂ = k/n is uncertain by about ±z·√(p̂(1−p̂)/n): 23 of 28 is
 0.82, but the same int8 model could agree on 0.64 or 0.92 of another 28 images alike. The Wilson
 score interval (Wilson 1927; Brown, Cai & DasGupta 2001, https://doi.org/10.1214/ss/1009213286)
 keeps its 95 % coverage at small n and near p = 1, where p̂ ± z·√(p̂(1−p̂)/n) does not:
@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from .._validate import _message, check_float, check_int
+from ..stats import wilson_interval  # noqa: F401  (notebook 08 and tests use images.wilson_interval)
 from .mobilenet import preprocess, wnids
 
 SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
@@ -187,15 +188,3 @@ def evaluate(models: dict, files, batch_size: int = 64) -> pd.DataFrame:
     table["images"] = table["images"].astype(int)
     table["delta_top1"] = 100 * (table.top1 - table.top1.iloc[0])
     return table
-
-
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """(low, high): the Wilson score interval for a fraction k/n measured on n images, such as
-    top-1 accuracy or agreement, at `confidence` (the module docstring has the formula)."""
-    n = check_int(n, "n", "wilson_interval", low=1)
-    k = check_int(k, "k", "wilson_interval", low=0, high=n)
-    confidence = check_float(confidence, "confidence", "wilson_interval", low=0, high=1, closed="neither")
-    z = float(torch.special.ndtri(torch.tensor(0.5 + confidence / 2, dtype=torch.float64)))
-    p = k / n
-    centre, half = p + z * z / (2 * n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
-    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
