@@ -33,11 +33,11 @@ def run_notebook(tmp_path):
     import nbformat
     import papermill
 
-    from labkit import cli
+    from labkit.workbook import runner
 
     def run(key: str, **parameters):
-        path = cli.find_notebook(key, NOTEBOOKS)
-        spec = cli.parameters_of(path)
+        path = runner.find_notebook(key, NOTEBOOKS)
+        spec = runner.parameters_of(path)
         unknown = set(parameters) - set(spec)
         assert not unknown, f"{path.stem} has no parameters {unknown}"
         out = tmp_path / f"{path.stem}.ipynb"

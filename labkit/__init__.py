@@ -3,8 +3,10 @@
     from labkit import data, models, train, sparsity, prune, quantize, distill, lowrank, coding
 
 One module per technique; `labkit.<module>` also works, imported on first use so that
-`import labkit` stays fast. The on-device int8 chain lives in the subpackage `labkit.deploy`;
-its modules keep their old names too (`labkit.mobile` is `labkit.deploy.mobile`, the same object).
+`import labkit` stays fast. Two subpackages hold the rest: `labkit.deploy`, the on-device int8
+chain, and `labkit.workbook`, the machinery that runs the notebooks as a workbook. Their modules
+keep their old names too (`labkit.mobile` is `labkit.deploy.mobile` and `labkit.report` is
+`labkit.workbook.report`, the same objects): MOVED maps each old name to its new place.
 """
 import pkgutil as _pkgutil
 import sys as _sys
@@ -15,8 +17,10 @@ from importlib.util import spec_from_loader as _spec_from_loader
 
 __version__ = "0.1.0"
 
-MOVED = {name: f"labkit.deploy.{name}"
-         for name in ("mobilenet", "images", "pt2e", "adaround", "xnnpack", "mobile")}
+MOVED = {   # old name in labkit → the module's full dotted name now
+    **{name: f"labkit.deploy.{name}" for name in ("mobilenet", "images", "pt2e", "adaround", "xnnpack", "mobile")},
+    **{name: f"labkit.workbook.{name}" for name in ("cli", "sweep", "report", "students", "check", "widgets", "plots")},
+}
 
 
 class _MovedFinder:   # importlib.abc.MetaPathFinder and Loader, without importing importlib.abc (~20 ms)

@@ -164,7 +164,7 @@ def magnitude_(model: nn.Module, amount, scope: str = "layer", permanent: bool =
     return _prune_(model, None, amount, scope, permanent, True, "magnitude_")
 
 
-magnitude = magnitude_   # DESIGN.md's name; it works in place (returns the model) like magnitude_
+magnitude = magnitude_   # the plain name (tests/test_prune.py); in place, returns the model, like magnitude_
 
 
 def masks(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -5,7 +5,8 @@ Seed 001 §4.1 defines, for a weight matrix W of shape (m, n),
     ρ = |{w_ij ≠ 0}| / (m · n)
 
 and calls it "sparsity". It is the *density*: the fraction of weights that are still there.
-labkit keeps both names apart (erratum 2 in DESIGN.md):
+labkit keeps both names apart (erratum 2, the first correction in notebook 01,
+notebooks/01_sparsity_and_threshold_pruning.ipynb):
 
     density(x)  = ρ        (1.0 for a dense tensor)
     sparsity(x) = 1 − ρ    (0.9 after removing 90 % of the weights)

@@ -10,8 +10,7 @@ import nbformat
 import pytest
 
 from conftest import write_notebook
-from labkit import cli
-from labkit.workbook import runner
+from labkit.workbook import cli, runner
 
 
 def make_notebook(path, body="print('tau is', tau)\nfrom labkit import report\n_ = report.record(tau=tau, n=n)"):
@@ -115,8 +114,8 @@ def test_an_interrupted_run_leaves_the_previous_report_intact(nbdir, tmp_path):
     out = tmp_path / "reports"
     out.mkdir()
     (out / "03_slow.ipynb").write_text("previous report")
-    proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "--notebooks", str(nbdir), "run", "03",
-                             "-o", str(out), "--force", "-q"], start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.workbook.cli", "--notebooks", str(nbdir), "run",
+                             "03", "-o", str(out), "--force", "-q"], start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and not list(out.glob(".03_slow.*")):
         time.sleep(0.2)                                  # the temporary report exists: it is running
@@ -139,6 +138,14 @@ def test_list_shows_parameters(nbdir, capsys):
     assert cli.main(["--notebooks", str(nbdir), "list"]) == 0
     out = capsys.readouterr().out
     assert "01_demo" in out and "tau" in out and "0.05" in out and "# threshold" not in out.split("tau")[0]
+
+
+def test_python_dash_m_runs_the_command_at_its_place(nbdir):
+    """`python -m labkit.workbook.cli` is the `labkit` command (pyproject.toml's console script)."""
+    out = subprocess.run([sys.executable, "-m", "labkit.workbook.cli", "--notebooks", str(nbdir), "list"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[0] == "01_demo"
 
 
 def test_run_numerics_sets_the_kernel_environment(nbdir, tmp_path):

@@ -1,6 +1,7 @@
 """A wheel of labkit is whole: built and installed into a folder of its own (not the checkout,
-not an editable install), it imports, carries the subpackage labkit.deploy, and reads its
-package data (the ImageNet class names) with importlib.resources."""
+not an editable install), it imports, carries the subpackages labkit.deploy and labkit.workbook,
+reads its package data (the ImageNet class names) with importlib.resources, and its `labkit`
+command is labkit.workbook.cli:main."""
 import os
 import shutil
 import subprocess
@@ -22,6 +23,11 @@ assert labkit.mobilenet is mobilenet
 names = mobilenet.class_names()
 assert len(names) == 1000 and names[0] == "tench" and mobilenet.wnids()[0] == "n01440764", names[:3]
 assert target in Path(str(mobilenet.CLASSES_FILE)).resolve().parents
+import labkit.workbook.cli
+from importlib.metadata import distribution
+assert target in Path(labkit.workbook.cli.__file__).resolve().parents
+(script,) = [e for e in distribution("labkit").entry_points if e.name == "labkit"]
+assert script.value == "labkit.workbook.cli:main" and script.load() is labkit.workbook.cli.main, script
 print("ok", labkit.__file__)
 """
 

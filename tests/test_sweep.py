@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from conftest import write_notebook
-from labkit import cli, sweep
+from labkit.workbook import cli, sweep
 
 
 def make_notebook(path):

@@ -11,9 +11,9 @@ computes what that in-process model computes, and `labkit.xnnpack.emulate` of it
 outputs bit for bit (XNNPACK's integer rounding, in PyTorch). For `.onnx` it is ONNX Runtime's
 static QDQ quantizer with uint8 weights and activations: on x86 CPUs without VNNI, ONNX Runtime's
 int8 kernels for uint8 activations × int8 weights multiply with VPMADDUBSW, whose int16 pair sums
-saturate — MobileNetV2's logit SQNR fell from 14.2 dB (the same QDQ graph run unoptimized, i.e.
-exactly) to 8.7 dB. U8U8 kernels do not saturate (14.1 dB) and run about as fast as fp32 there; see
-ONNX Runtime's quantization docs.
+saturate; U8U8 kernels do not (tests/test_mobile.py checks that the optimized int8 session computes
+what the same QDQ graph run op by op computes). See ONNX Runtime's quantization docs, and
+benchmarks/bench_mobile_latency.py for each program's size, latency and agreement with fp32.
 `benchmark` times a program in its runtime, `eager_benchmark` the PyTorch model it came from.
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import report
+from . import report
 
 # The notebooks beside the package in a source checkout; an installed wheel has none, so
 # `labkit --notebooks DIR` names them.

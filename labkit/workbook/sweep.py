@@ -34,7 +34,7 @@ def run_tag(params: dict) -> str:
 
 def run_one(path: str, params: dict, out_dir: str, threads: int | None = 1) -> dict:
     """Run one grid point; never raises: a failure is returned as a row with its error."""
-    from .workbook import runner  # imported here: this runs in a worker process
+    from . import runner  # imported here: this runs in a worker process
 
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):   # one core per run: no oversubscription

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from . import coding, distill, lowrank, prune, quantize, structured
+from .. import coding, distill, lowrank, prune, quantize, structured
 
 
 def _fmt(x) -> str:

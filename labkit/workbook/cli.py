@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from .workbook import numerics
-from .workbook.runner import (NOTEBOOKS, RunFailed, UsageError, check_parameters, find_notebook,
-                              notebooks, parameters_of, run_notebook)
+from . import numerics
+from .runner import (NOTEBOOKS, RunFailed, UsageError, check_parameters, find_notebook,
+                     notebooks, parameters_of, run_notebook)
 
 __all__ = ["main", "UsageError", "RunFailed", "find_notebook", "notebooks", "parameters_of",
            "check_parameters", "run_notebook"]
