@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 MOVED = {name: f"labkit.deploy.{name}"
          for name in ("mobilenet", "images", "pt2e", "adaround", "xnnpack", "mobile")}
+MOVED["_validate"] = "labkit.validate"   # the entry checks, public since issue 15 (notebooks import the old name)
 
 
 class _MovedFinder:   # importlib.abc.MetaPathFinder and Loader, without importing importlib.abc (~20 ms)
@@ -51,4 +52,4 @@ def __dir__():
     (so that Jupyter's tab completion on `labkit.` lists the modules that `__getattr__` imports)."""
     subs = {m.name for m in _pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
     loaded = {n for n, v in globals().items() if isinstance(v, _ModuleType) and not n.startswith("_")}
-    return sorted(loaded | subs | set(MOVED) | {"__version__"})
+    return sorted(loaded | subs | {n for n in MOVED if not n.startswith("_")} | {"__version__"})

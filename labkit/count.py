@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._validate import _message, check_int, check_module, check_tensor
+from .validate import message, check_int, check_module, check_tensor
 
 
 def params(model: nn.Module, nonzero: bool = False) -> int:
@@ -51,7 +51,7 @@ def layers(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
     layer, type, params (weight + bias), nonzero (weights), macs, nonzero_macs (MACs × weight density)."""
     check_module(model, "model", "layers")
     if not isinstance(input_shape, (tuple, list)) or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise TypeError(_message("input_shape", "layers", "a tuple of positive ints", input_shape))
+        raise TypeError(message("input_shape", "layers", "a tuple of positive ints", input_shape))
     rows, hooks = [], []
 
     def hook(name):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_float, check_int, check_tensor, prunable_layers
+from .validate import check_choice, check_float, check_int, check_tensor, prunable_layers
 
 CRITERIA = ("magnitude", "gradient", "taylor")
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import coding
-from ._validate import _message, check_int, prunable_layers
+from .validate import message, check_int, prunable_layers
 from .share import CodebookSGD, kmeans
 from .train import fit
 
@@ -36,7 +36,7 @@ def _per_layer(value, names, name: str, func: str) -> dict:
         unknown = sorted(set(value) - set(names))
         missing = sorted(set(names) - set(value))
         if unknown or missing:
-            raise ValueError(_message(name, func, "an int or a dict with one entry per prunable "
+            raise ValueError(message(name, func, "an int or a dict with one entry per prunable "
                                       f"layer {names}", value))
         return {n: check_int(v, name, func, low=1, high=16) for n, v in value.items()}
     value = check_int(value, name, func, low=1, high=16)
@@ -52,7 +52,7 @@ def share_pruned_(model: nn.Module, bits, seed: int = 0) -> dict:
     """
     layers = prunable_layers(model, "model", "share_pruned_")
     if any(hasattr(m, "weight_mask") for _, m in layers):
-        raise ValueError(_message("model", "share_pruned_", "a model whose masks were made "
+        raise ValueError(message("model", "share_pruned_", "a model whose masks were made "
                                   "permanent (labkit.prune.remove_)", "a model with masks"))
     bits = _per_layer(bits, [n for n, _ in layers], "bits", "share_pruned_")
     shared = {}
@@ -109,7 +109,7 @@ def size_table(model: nn.Module, shared: dict, index_bits=5) -> pd.DataFrame:
     layers = prunable_layers(model, "model", "size_table")
     names = [n for n, _ in layers]
     if not isinstance(shared, dict) or sorted(shared) != sorted(names):
-        raise ValueError(_message("shared", "size_table", f"a dict with one entry per prunable "
+        raise ValueError(message("shared", "size_table", f"a dict with one entry per prunable "
                                   f"layer {names}", type(shared).__name__))
     index_bits = _per_layer(index_bits, names, "index_bits", "size_table")
     rows = []

@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from ._validate import (_message, check_choice, check_float, check_module,
+from .validate import (message, check_choice, check_float, check_module,
                         check_tensor, prunable_layers)
 from .selection import kth_smallest, n_to_prune, smallest_masks, zero_smallest_  # noqa: F401  (prune's API)
 
@@ -75,15 +75,15 @@ def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     """
     check_module(model, "model", "apply_masks_")
     if not isinstance(masks, dict):
-        raise TypeError(_message("masks", "apply_masks_", "a dict {layer name: mask}", type(masks).__name__))
+        raise TypeError(message("masks", "apply_masks_", "a dict {layer name: mask}", type(masks).__name__))
     modules = dict(model.named_modules())
     for name, mask in masks.items():
         if name not in modules or not hasattr(modules[name], "weight"):
-            raise ValueError(_message("masks", "apply_masks_", "keyed by names of layers with a weight", name))
+            raise ValueError(message("masks", "apply_masks_", "keyed by names of layers with a weight", name))
         layer = modules[name]
         check_tensor(mask, "masks", "apply_masks_", floating=False)
         if mask.shape != layer.weight.shape:
-            raise ValueError(_message("masks", "apply_masks_", f"masks of the weight's shape "
+            raise ValueError(message("masks", "apply_masks_", f"masks of the weight's shape "
                                       f"{tuple(layer.weight.shape)} for {name!r}", tuple(mask.shape)))
         if hasattr(layer, "weight_mask"):                     # already pruned: combine in place
             with torch.no_grad():
@@ -110,7 +110,7 @@ def _amounts(amount, layers, func):
         names = {n for n, _ in layers}
         unknown = sorted(set(amount) - names)
         if unknown:
-            raise ValueError(_message("amount", func, "a float or a dict keyed by prunable layer names", unknown))
+            raise ValueError(message("amount", func, "a float or a dict keyed by prunable layer names", unknown))
         return {n: check_float(a, "amount", func, low=0, high=1, closed="left") for n, a in amount.items()}
     amount = check_float(amount, "amount", func, low=0, high=1, closed="left")
     return {n: amount for n, _ in layers}
@@ -136,10 +136,10 @@ def _prune_(model, scores, amount, scope, permanent, absolute, func):
     check_choice(scope, "scope", func, ("layer", "global"))
     modules = dict(layers)
     if scores is not None and (not isinstance(scores, dict) or not scores or set(scores) - set(modules)):
-        raise ValueError(_message("scores", func, "a non-empty dict keyed by prunable layer names",
+        raise ValueError(message("scores", func, "a non-empty dict keyed by prunable layer names",
                                   type(scores).__name__))
     if scope == "global" and isinstance(amount, dict):
-        raise ValueError(_message("amount", func, "a float when scope='global'", amount))
+        raise ValueError(message("amount", func, "a float when scope='global'", amount))
     amounts = _amounts(amount, [(n, None) for n in scores or modules], func)
     if permanent:
         remove_(model)                     # the one rule: fold old masks into the weights first
@@ -196,7 +196,7 @@ def clone(model: nn.Module) -> nn.Module:
     except RuntimeError as e:
         if "graph leaves" not in str(e):
             raise
-        raise ValueError(_message("model", "clone", "a model whose tensors are Parameters, buffers or "
+        raise ValueError(message("model", "clone", "a model whose tensors are Parameters, buffers or "
                                   "torch.nn.utils.prune masks", "a model holding a computed (non-leaf) tensor")) from e
     return remove_(new)
 

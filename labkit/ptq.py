@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import quantize as Q
-from ._validate import (_message, check_choice, check_float, check_int, check_tensor,
+from .validate import (message, check_choice, check_float, check_int, check_tensor,
                         prunable_layers)
 from .prune import clone
 from .train import predict
@@ -119,7 +119,7 @@ def quantize_model(model: nn.Module, bits: int | None = 8, scheme: str = "symmet
                       lambda m: QuantLayer(m, bits, scheme, granularity, a_bits))
     if a_bits is not None:
         if X_calib is None:
-            raise ValueError(_message("X_calib", "quantize_model", "a tensor of calibration "
+            raise ValueError(message("X_calib", "quantize_model", "a tensor of calibration "
                                       "inputs when a_bits is given", None))
         calibrate_(qmodel, X_calib, calibration, percentile)
     return qmodel
@@ -130,10 +130,10 @@ def calibrate_(qmodel: nn.Module, X: torch.Tensor, method: str = "minmax",
     """Set every QuantLayer's activation range from the inputs it sees on X, in place."""
     layers = quant_layers(qmodel)
     if not layers:
-        raise ValueError(_message("qmodel", "calibrate_", "a model from quantize_model",
+        raise ValueError(message("qmodel", "calibrate_", "a model from quantize_model",
                                   type(qmodel).__name__))
     if not isinstance(X, torch.Tensor) or not X.is_floating_point() or len(X) == 0:
-        raise TypeError(_message("X", "calibrate_", "a non-empty floating-point torch.Tensor",
+        raise TypeError(message("X", "calibrate_", "a non-empty floating-point torch.Tensor",
                                  type(X).__name__))
     check_choice(method, "method", "calibrate_", CALIBRATIONS)
     p = check_float(percentile, "percentile", "calibrate_", 50, 100, closed="right")
@@ -193,7 +193,7 @@ def quantize_weights(model: nn.Module, bits: int | dict[str, int] = 8, scheme: s
     if isinstance(bits, dict):
         unknown = sorted(set(bits) - set(names))
         if unknown:
-            raise ValueError(_message("bits", "quantize_weights", f"keyed by layer names {names}",
+            raise ValueError(message("bits", "quantize_weights", f"keyed by layer names {names}",
                                       unknown))
         widths = bits
     else:

@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from ._validate import _message, check_choice, check_int, check_tensor
+from .validate import message, check_choice, check_int, check_tensor
 
 SCHEMES = ("affine", "symmetric")
 EPS = torch.finfo(torch.float32).eps          # torch's observers clamp the scale to this
@@ -87,10 +87,10 @@ def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
     lo = torch.as_tensor(min_val, dtype=torch.float32)
     hi = torch.as_tensor(max_val, dtype=torch.float32)
     if lo.shape != hi.shape:
-        raise ValueError(_message("max_val", "qparams", f"of the same shape as min_val "
+        raise ValueError(message("max_val", "qparams", f"of the same shape as min_val "
                                   f"{tuple(lo.shape)}", f"shape {tuple(hi.shape)}"))
     if bool((lo > hi).any()) or bool(lo.isnan().any() | hi.isnan().any()):
-        raise ValueError(_message("max_val", "qparams", "≥ min_val (and not NaN)",
+        raise ValueError(message("max_val", "qparams", "≥ min_val (and not NaN)",
                                   (lo.tolist(), hi.tolist())))
     return _qparams(lo, hi, bits, scheme)
 
@@ -114,7 +114,7 @@ def observe(x: torch.Tensor, axis: int | None = None) -> tuple[torch.Tensor, tor
     axis = _axis(axis, x, "observe")
     x = x.detach().float()
     if x.numel() == 0:
-        raise ValueError(_message("x", "observe", "a non-empty tensor", "an empty tensor"))
+        raise ValueError(message("x", "observe", "a non-empty tensor", "an empty tensor"))
     if axis is None:
         return x.min(), x.max()
     lo, hi = x.movedim(axis, 0).reshape(x.shape[axis], -1).aminmax(dim=1)
@@ -131,7 +131,7 @@ def _entry(x, bits, scheme, axis, scale, zero_point, func: str):
     if scale is None:
         scale, zero_point = qparams(*observe(x, axis), bits=bits, scheme=scheme)
     elif zero_point is None:
-        raise ValueError(_message("zero_point", func, "given whenever scale is given", None))
+        raise ValueError(message("zero_point", func, "given whenever scale is given", None))
     return (axis, scale, zero_point, *qrange(bits, scheme))
 
 
@@ -156,7 +156,7 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     scale = torch.as_tensor(scale, dtype=torch.float32)
     zero_point = torch.as_tensor(zero_point)
     if axis is not None and scale.ndim == 1 and scale.numel() != q.shape[axis]:
-        raise ValueError(_message("scale", "dequantize", f"of length q.shape[{axis}] = "
+        raise ValueError(message("scale", "dequantize", f"of length q.shape[{axis}] = "
                                   f"{q.shape[axis]}", f"length {scale.numel()}"))
     return (q.to(torch.int64) - _shape(zero_point, q, axis)).float() * _shape(scale, q, axis)
 

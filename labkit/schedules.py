@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import criteria, prune, sparsity, train
-from ._validate import _message, check_float, check_int, check_module, prunable_layers
+from .validate import message, check_float, check_int, check_module, prunable_layers
 
 
 def agp_sparsity(t: int, s_f: float, s_i: float = 0.0, t0: int = 0, n: int = 10, dt: int = 1,
@@ -95,7 +95,7 @@ def rewind_(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
         for name, p in model.named_parameters():
             key = name[:-len("_orig")] if name.endswith("_orig") else name
             if key not in state:
-                raise ValueError(_message("state", "rewind_", "a state_dict with every parameter of "
+                raise ValueError(message("state", "rewind_", "a state_dict with every parameter of "
                                           "model", f"no {key!r}"))
             p.copy_(state[key])
         for m in model.modules():                       # refresh w = w_orig · mask now
@@ -165,7 +165,7 @@ def sensitivity(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amounts=(0.5
 def ratios_from_sensitivity(table: pd.DataFrame, max_drop: float = 0.01) -> dict[str, float]:
     """Per layer, the largest amount whose accuracy is within `max_drop` of dense (0.0 if none)."""
     if not isinstance(table, pd.DataFrame) or "dense" not in table:
-        raise TypeError(_message("table", "ratios_from_sensitivity", "a DataFrame from sensitivity()",
+        raise TypeError(message("table", "ratios_from_sensitivity", "a DataFrame from sensitivity()",
                                  type(table).__name__))
     max_drop = check_float(max_drop, "max_drop", "ratios_from_sensitivity", low=0, high=1)
     amounts = [c for c in table.columns if c != "dense"]
@@ -181,7 +181,7 @@ def allocate(table: pd.DataFrame, sizes: dict[str, int], target: float) -> dict[
     least extra accuracy per extra weight removed, Δacc_l / (Δa_l · n_l) (the larger layer on a tie).
     sizes: {layer: number of weights}. Raises ValueError if the table cannot reach the target."""
     if not isinstance(table, pd.DataFrame) or "dense" not in table:
-        raise TypeError(_message("table", "allocate", "a DataFrame from sensitivity()", type(table).__name__))
+        raise TypeError(message("table", "allocate", "a DataFrame from sensitivity()", type(table).__name__))
     target = check_float(target, "target", "allocate", low=0, high=1, closed="left")
     grid = sorted(c for c in table.columns if c != "dense")
     level = {layer: -1 for layer in table.index}              # index into grid; -1 = not pruned
@@ -193,6 +193,6 @@ def allocate(table: pd.DataFrame, sizes: dict[str, int], target: float) -> dict[
                     / ((grid[level[layer] + 1] - amount(layer)) * sizes[layer]), -sizes[layer], layer)
                    for layer in level if level[layer] + 1 < len(grid)]
         if not options:
-            raise ValueError(_message("target", "allocate", "reachable with the amounts of the table", target))
+            raise ValueError(message("target", "allocate", "reachable with the amounts of the table", target))
         level[min(options)[2]] += 1
     return {layer: amount(layer) for layer in level}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import _message, check_choice, check_float, check_int, check_tensor
+from .validate import message, check_choice, check_float, check_int, check_tensor
 from .quantize import _bits, qparams, qrange
 
 
@@ -42,7 +42,7 @@ def kmeans(x: torch.Tensor, bits: int, seed: int = 0, iters: int = 50, init: str
     iters = check_int(iters, "iters", "kmeans", low=0)
     check_choice(init, "init", "kmeans", ("linear", "density", "random"))
     if x.numel() == 0:
-        raise ValueError(_message("x", "kmeans", "a non-empty tensor", "an empty tensor"))
+        raise ValueError(message("x", "kmeans", "a non-empty tensor", "an empty tensor"))
     v = x.detach().reshape(-1).double()
     k = 2 ** bits
     if init == "linear":
@@ -96,10 +96,10 @@ def codebook_grad(indices: torch.Tensor, grad: torch.Tensor, k: int) -> torch.Te
     check_tensor(grad, "grad", "codebook_grad")
     k = check_int(k, "k", "codebook_grad", low=1)
     if indices.shape != grad.shape:
-        raise ValueError(_message("grad", "codebook_grad", f"of the shape of indices "
+        raise ValueError(message("grad", "codebook_grad", f"of the shape of indices "
                                   f"{tuple(indices.shape)}", f"shape {tuple(grad.shape)}"))
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= k):
-        raise ValueError(_message("indices", "codebook_grad", f"in [0, {k})",
+        raise ValueError(message("indices", "codebook_grad", f"in [0, {k})",
                                   (int(indices.min()), int(indices.max()))))
     return torch.zeros(k, dtype=grad.dtype).index_add_(0, indices.reshape(-1).long(),
                                                        grad.reshape(-1))
@@ -129,7 +129,7 @@ def share_weights_(model: torch.nn.Module, bits: int, seed: int = 0) -> dict:
     `weight` = weight_orig · mask has at most 2^bits values besides its zeros, before and after
     training with `CodebookSGD`.
     """
-    from ._validate import prunable_layers
+    from .validate import prunable_layers
 
     layers = prunable_layers(model, "model", "share_weights_")
     shared = {}
@@ -166,7 +166,7 @@ class CodebookSGD(torch.optim.Optimizer):
         mods = dict(model.named_modules())
         unknown = sorted(set(shared) - set(mods))
         if unknown:
-            raise ValueError(_message("shared", "CodebookSGD", "keyed by layer names of model",
+            raise ValueError(message("shared", "CodebookSGD", "keyed by layer names of model",
                                       unknown))
         self.shared = {id(getattr(mods[n], "weight_orig", mods[n].weight)): [c.clone(), idx]
                        for n, (c, idx) in shared.items()}      # a masked layer trains weight_orig

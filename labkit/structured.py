@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import _message, check_float, check_module, check_tensor, prunable_layers
+from .validate import message, check_float, check_module, check_tensor, prunable_layers
 from .prune import clone, n_to_prune
 
 CHAIN = (nn.Linear, nn.Conv2d)
@@ -32,7 +32,7 @@ def filter_norms(w: torch.Tensor) -> torch.Tensor:
     """s_j = Σ|F_j|: the L1 norm of each output filter/neuron of a weight (C_out, ...) → (C_out,)."""
     check_tensor(w, "w", "filter_norms")
     if w.ndim < 2:
-        raise ValueError(_message("w", "filter_norms", "a weight with at least 2 dimensions", tuple(w.shape)))
+        raise ValueError(message("w", "filter_norms", "a weight with at least 2 dimensions", tuple(w.shape)))
     return w.detach().abs().flatten(1).sum(1)
 
 
@@ -50,7 +50,7 @@ def _chain(model):
     layers = prunable_layers(model, "model", "prune_filters")
     bad = [n for n, m in layers if not isinstance(m, CHAIN) or getattr(m, "groups", 1) != 1]
     if bad:
-        raise ValueError(_message("model", "prune_filters", "a chain of Linear/Conv2d layers (groups=1)", bad))
+        raise ValueError(message("model", "prune_filters", "a chain of Linear/Conv2d layers (groups=1)", bad))
     return layers
 
 
@@ -91,7 +91,7 @@ def prune_filters(model: nn.Module, amount) -> nn.Module:
     names = [n for n, _ in layers]
     if isinstance(amount, dict):
         if set(amount) - set(names[:-1]):
-            raise ValueError(_message("amount", "prune_filters", "a float or a dict keyed by layer names "
+            raise ValueError(message("amount", "prune_filters", "a float or a dict keyed by layer names "
                                       "other than the output layer", sorted(set(amount) - set(names[:-1]))))
         amounts = {n: check_float(a, "amount", "prune_filters", low=0, high=1, closed="left")
                    for n, a in amount.items()}

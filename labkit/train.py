@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._validate import _message, check_choice, check_float, check_int, check_module
+from .validate import message, check_choice, check_float, check_int, check_module
 from .data import random_shift
 
 
@@ -49,12 +49,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def _check_xy(X, y, func: str, x_name: str = "X", y_name: str = "y"):
     if not isinstance(X, torch.Tensor) or not X.is_floating_point():
-        raise TypeError(_message(x_name, func, "a floating-point torch.Tensor", type(X).__name__))
+        raise TypeError(message(x_name, func, "a floating-point torch.Tensor", type(X).__name__))
     if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
-        raise TypeError(_message(y_name, func, "an int64 torch.Tensor of class labels",
+        raise TypeError(message(y_name, func, "an int64 torch.Tensor of class labels",
                                  getattr(y, "dtype", type(y).__name__)))
     if len(X) != len(y) or len(y) == 0:
-        raise ValueError(_message(y_name, func, f"a non-empty tensor with as many rows as {x_name}",
+        raise ValueError(message(y_name, func, f"a non-empty tensor with as many rows as {x_name}",
                                   f"{len(y)} labels for {len(X)} samples"))
 
 
@@ -86,7 +86,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     max_shift = check_int(max_shift, "max_shift", "fit", low=0, high=8)
     check_choice(schedule, "schedule", "fit", ("cosine", "constant"))
     if max_shift and X.ndim != 4:
-        raise ValueError(_message("max_shift", "fit", "0 when X is not a batch of images "
+        raise ValueError(message("max_shift", "fit", "0 when X is not a batch of images "
                                   "(N, C, H, W)", max_shift))
     if X_val is not None:
         _check_xy(X_val, y_val, "fit", "X_val", "y_val")
@@ -96,7 +96,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     if masks:
         unknown = sorted(set(masks) - set(params))
         if unknown:
-            raise ValueError(_message("masks", "fit", "a dict keyed by parameter names of model",
+            raise ValueError(message("masks", "fit", "a dict keyed by parameter names of model",
                                       unknown))
         masks = {k: m.to(dev, torch.bool) for k, m in masks.items()}
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

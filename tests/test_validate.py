@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit._validate import check_choice, check_float, check_int, check_tensor, prunable_layers
+from labkit.validate import check_choice, check_float, check_int, check_tensor, prunable_layers
 
 
 def test_message_form_matches_scikit_learn():

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .._validate import check_float, check_int, check_module, check_tensor
+from ..validate import check_float, check_int, check_module, check_tensor
 from ..prune import clone
 
 ZETA, GAMMA = 1.1, -0.1

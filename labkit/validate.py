@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 
-def _message(name: str, func: str, allowed: str, value) -> str:
+def message(name: str, func: str, allowed: str, value) -> str:
     return f"The '{name}' parameter of {func} must be {allowed}. Got {value!r} instead."
 
 
@@ -43,10 +43,10 @@ def check_float(value, name: str, func: str, low=None, high=None, closed: str = 
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(_message(name, func, allowed, value))
+        raise TypeError(message(name, func, allowed, value))
     value = float(value)
     if math.isnan(value) or not _in_range(value, low, high, closed):
-        raise ValueError(_message(name, func, allowed, value))
+        raise ValueError(message(name, func, allowed, value))
     return value
 
 
@@ -54,10 +54,10 @@ def check_int(value, name: str, func: str, low=None, high=None) -> int:
     """Return `value` as an int if it is an integer in [low, high], else raise."""
     allowed = f"an int in the range {_interval(low, high, 'both')}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(_message(name, func, allowed, value))
+        raise TypeError(message(name, func, allowed, value))
     value = int(value)
     if not _in_range(value, low, high, "both"):
-        raise ValueError(_message(name, func, allowed, value))
+        raise ValueError(message(name, func, allowed, value))
     return value
 
 
@@ -65,24 +65,24 @@ def check_choice(value, name: str, func: str, choices) -> str:
     """Return `value` if it is one of `choices`, else raise ValueError (TypeError if not a str)."""
     allowed = "one of " + ", ".join(repr(c) for c in choices)
     if not isinstance(value, str) and not any(value is c for c in choices):
-        raise TypeError(_message(name, func, allowed, value))
+        raise TypeError(message(name, func, allowed, value))
     if value not in choices:
-        raise ValueError(_message(name, func, allowed, value))
+        raise ValueError(message(name, func, allowed, value))
     return value
 
 
 def check_tensor(value, name: str, func: str, floating: bool = True) -> torch.Tensor:
     """Return `value` if it is a torch.Tensor (floating point unless `floating=False`)."""
     if not isinstance(value, torch.Tensor):
-        raise TypeError(_message(name, func, "a torch.Tensor", type(value).__name__))
+        raise TypeError(message(name, func, "a torch.Tensor", type(value).__name__))
     if floating and not value.is_floating_point():
-        raise TypeError(_message(name, func, "a floating-point torch.Tensor", f"dtype {value.dtype}"))
+        raise TypeError(message(name, func, "a floating-point torch.Tensor", f"dtype {value.dtype}"))
     return value
 
 
 def check_module(value, name: str, func: str) -> nn.Module:
     if not isinstance(value, nn.Module):
-        raise TypeError(_message(name, func, "a torch.nn.Module", type(value).__name__))
+        raise TypeError(message(name, func, "a torch.nn.Module", type(value).__name__))
     return value
 
 
@@ -97,6 +97,6 @@ def prunable_layers(model: nn.Module, name: str, func: str) -> list[tuple[str, n
     check_module(model, name, func)
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if not layers:
-        raise ValueError(_message(name, func, "a model with at least one Linear or Conv layer",
+        raise ValueError(message(name, func, "a model with at least one Linear or Conv layer",
                                   type(model).__name__))
     return layers
