@@ -4,7 +4,11 @@
 
 A wrong type raises TypeError, a value out of range raises ValueError; both name the
 parameter, the function and what is allowed, so the user never sees a traceback from
-deep inside torch.
+deep inside torch. The value is shown with repr(): `Got 1.5`, `Got '1.5'` (a str), `Got True`.
+A hand-written check builds its message with `message(name, func, allowed, value)`.
+
+`per_layer` reads the "one value, or {layer name: value}" parameters of prune, structured,
+ptq, lowrank and deep_compression.
 """
 from __future__ import annotations
 
@@ -16,6 +20,10 @@ from torch import nn
 
 
 def message(name: str, func: str, allowed: str, value) -> str:
+    """The one message form: "The '<name>' parameter of <func> must be <allowed>. Got <repr(value)> instead."
+
+    Pass the offending value itself (not its repr: the message takes the repr), or a short
+    description of it such as `type(x).__name__` or `f"shape {tuple(x.shape)}"`."""
     return f"The '{name}' parameter of {func} must be {allowed}. Got {value!r} instead."
 
 
@@ -59,6 +67,41 @@ def check_int(value, name: str, func: str, low=None, high=None) -> int:
     if not _in_range(value, low, high, "both"):
         raise ValueError(message(name, func, allowed, value))
     return value
+
+
+def check_bits(value, name: str, func: str, low: int = 1, high: int = 32) -> int:
+    """Return `value` as an int if it is a bit width in [low, high] (default 1 to 32), else raise."""
+    return check_int(value, name, func, low=low, high=high)
+
+
+def check_bool(value, name: str, func: str) -> bool:
+    """Return `value` if it is True or False (not 0, 1, None or "yes"), else raise TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(message(name, func, "a bool", value))
+    return value
+
+
+def per_layer(value, names, check, name: str, func: str) -> dict:
+    """{layer name: checked value} from a parameter that is one value for every layer, or a dict
+    {layer name: value}.
+
+    names: the layer names a dict may use (the function's layers, in order).
+    check(v, name, func): checks one value and returns it, e.g.
+      `functools.partial(check_float, low=0, high=1, closed="left")`; it sees every value.
+    One value gives {n: value for n in names}. A dict key that is not in `names` raises a
+    ValueError that lists the valid names. The rule for a missing layer, the same in every
+    labkit function: a layer missing from the dict is missing from the result, and the function
+    leaves that layer as it is (not pruned, not quantized, not factorized, not shared).
+    """
+    names = list(names)
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(message(name, func, "one value or a dict keyed by layer names among "
+                                     + ", ".join(repr(n) for n in names), sorted(unknown, key=str)))
+        return {n: check(value[n], name, func) for n in names if n in value}
+    value = check(value, name, func)
+    return dict.fromkeys(names, value)
 
 
 def check_choice(value, name: str, func: str, choices) -> str:
