@@ -24,11 +24,12 @@ Kernels (`svd_factors`, `rank_for_energy`) are pure; `svd_linear`, `svd_conv2d` 
 """
 from __future__ import annotations
 
+import functools
 
 import torch
 from torch import nn
 
-from .validate import message, check_float, check_int, check_module, check_tensor
+from .validate import check_float, check_int, check_module, check_tensor, message, per_layer
 from .prune import clone
 
 
@@ -127,13 +128,19 @@ def _saves(layer: nn.Module, rank: int) -> bool:
     return rank * (m + n) < m * n
 
 
+def _factorable(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
+
+
 def factorize(model: nn.Module, rank: int | dict | None = None, energy: float | None = None,
               skip: tuple[str, ...] = (), only_if_smaller: bool = True) -> nn.Module:
     """A copy of `model` whose Linear and Conv2d (groups=1) layers are replaced by SVD factors.
 
     Give exactly one of
-      rank:   an int for every layer (capped at each layer's min(m, n)) or {layer name: rank};
-              layers missing from the dict are kept;
+      rank:   an int for every layer (capped at each layer's min(m, n)) or {layer name: rank}
+              (`validate.per_layer`: a layer missing from the dict is kept, an unknown name is
+              a ValueError);
       energy: per layer, the smallest rank that keeps this fraction of Σσ² (`rank_for_energy`).
     skip: layer names to keep as they are. only_if_smaller: keep a layer whose factors would
     have as many weights as it has or more. The model given is not changed.
@@ -143,35 +150,25 @@ def factorize(model: nn.Module, rank: int | dict | None = None, energy: float | 
     if (rank is None) == (energy is None):
         raise ValueError(message("rank", "factorize", "given, or energy given, but not both",
                                   rank))
-    if energy is not None:
-        energy = check_float(energy, "energy", "factorize", low=0, high=1, closed="right")
-    elif isinstance(rank, dict):
-        for name, r in rank.items():
-            check_int(r, f"rank[{name!r}]", "factorize", low=1)
-    else:
-        rank = check_int(rank, "rank", "factorize", low=1)
     if not isinstance(skip, (tuple, list, set)):
         raise TypeError(message("skip", "factorize", "a tuple of layer names", skip))
+    if energy is not None:
+        energy = check_float(energy, "energy", "factorize", low=0, high=1, closed="right")
+    else:
+        rank = per_layer(rank, [n for n, _ in _factorable(model)], functools.partial(check_int, low=1),
+                         "rank", "factorize")
     new = clone(model)
-    layers = [(n, m) for n, m in new.named_modules()
-              if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
-    if isinstance(rank, dict):
-        unknown = sorted(set(rank) - {n for n, _ in layers})
-        if unknown:
-            raise ValueError(message("rank", "factorize", "a dict keyed by names of Linear or "
-                                      "Conv2d layers of model", unknown))
+    layers = _factorable(new)
     ranks = {}
     for name, layer in layers:
         if name in skip:
             continue
         if energy is not None:
             r = rank_for_energy(singular_values(layer.weight), energy)
-        elif isinstance(rank, dict):
-            if name not in rank:
-                continue
-            r = min(rank[name], _max_rank(layer))
+        elif name not in rank:
+            continue
         else:
-            r = min(rank, _max_rank(layer))
+            r = min(rank[name], _max_rank(layer))
         if only_if_smaller and not _saves(layer, r):
             continue
         factored = svd_linear(layer, r) if isinstance(layer, nn.Linear) else svd_conv2d(layer, r)

@@ -35,14 +35,15 @@ Other criteria, penalties and the proximal step: `labkit.criteria`.
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from .validate import (message, check_choice, check_float, check_module,
-                        check_tensor, prunable_layers)
+from .validate import (check_choice, check_float, check_module, check_tensor, message, per_layer,
+                       prunable_layers)
 from .selection import kth_smallest, n_to_prune, smallest_masks, zero_smallest_  # noqa: F401  (prune's API)
 
 # ---------------------------------------------------------------- kernels (pure)
@@ -105,15 +106,7 @@ def threshold_(model: nn.Module, tau: float) -> nn.Module:
     return apply_masks_(model, masks)
 
 
-def _amounts(amount, layers, func):
-    if isinstance(amount, dict):
-        names = {n for n, _ in layers}
-        unknown = sorted(set(amount) - names)
-        if unknown:
-            raise ValueError(message("amount", func, "a float or a dict keyed by prunable layer names", unknown))
-        return {n: check_float(a, "amount", func, low=0, high=1, closed="left") for n, a in amount.items()}
-    amount = check_float(amount, "amount", func, low=0, high=1, closed="left")
-    return {n: amount for n, _ in layers}
+_FRACTION = functools.partial(check_float, low=0, high=1, closed="left")
 
 
 def prune_by_scores_(model: nn.Module, scores: dict[str, torch.Tensor], amount, scope: str = "layer",
@@ -122,7 +115,8 @@ def prune_by_scores_(model: nn.Module, scores: dict[str, torch.Tensor], amount, 
 
     scores: {layer name: tensor of the weight's shape, ≥ 0}. amount: fraction of the weights to be
     zero after the call (per layer, or of all scored weights for scope="global"); a dict
-    {layer: amount} gives per-layer ratios (scope "layer" only; layers left out are not pruned). Already-pruned weights have
+    {layer: amount} gives per-layer ratios (scope "layer" only; `validate.per_layer`: a layer left
+    out is not pruned, an unknown name is a ValueError). Already-pruned weights have
     weight 0 and, for |w| and |w·g|, score 0, so they are counted in the amount.
     permanent=True zeroes the weights in place and keeps no mask nor copy (`remove_` at once); on a
     masked model it first folds every mask into its weight (`remove_`, the same Parameter object),
@@ -140,7 +134,8 @@ def _prune_(model, scores, amount, scope, permanent, absolute, func):
                                   type(scores).__name__))
     if scope == "global" and isinstance(amount, dict):
         raise ValueError(message("amount", func, "a float when scope='global'", amount))
-    amounts = _amounts(amount, [(n, None) for n in scores or modules], func)
+    names = [n for n in modules if scores is None or n in scores]
+    amounts = per_layer(amount, names, _FRACTION, "amount", func)
     if permanent:
         remove_(model)                     # the one rule: fold old masks into the weights first
     if scores is None:                     # magnitude: |w|, taken chunk by chunk (after the fold)

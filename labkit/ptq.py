@@ -22,14 +22,15 @@ batch by an exponential moving average (torch's MovingAverageMinMaxObserver, con
 """
 from __future__ import annotations
 
+import functools
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from . import quantize as Q
-from .validate import (message, check_choice, check_float, check_int, check_tensor,
-                        prunable_layers)
+from .validate import (check_bits, check_choice, check_float, check_int, check_tensor, message,
+                       per_layer, prunable_layers)
 from .prune import clone
 from .train import predict
 
@@ -80,11 +81,11 @@ class QuantLayer(nn.Module):
 
 def _check_common(func, bits, scheme, granularity, a_bits):
     if bits is not None:
-        check_int(bits, "bits", func, low=1, high=16)
+        check_bits(bits, "bits", func, high=16)
     check_choice(scheme, "scheme", func, Q.SCHEMES)
     check_choice(granularity, "granularity", func, GRANULARITIES)
     if a_bits is not None:
-        check_int(a_bits, "a_bits", func, low=1, high=16)
+        check_bits(a_bits, "a_bits", func, high=16)
 
 
 def _replace(model: nn.Module, make) -> nn.Module:
@@ -181,7 +182,8 @@ def quantize_weights(model: nn.Module, bits: int | dict[str, int] = 8, scheme: s
                      seed: int = 0) -> nn.Module:
     """A plain copy of `model` whose Linear / Conv weights are replaced by their quantized values.
 
-    bits: one width for all layers, or {layer name: bits} (layers not named stay float).
+    bits: one width for all layers, or {layer name: bits} (`validate.per_layer`: a layer not
+      named stays float, an unknown name is a ValueError).
     method: "linear" (`quantize.fake_quantize`) or "kmeans" (`quantize.kmeans`, 2^bits shared
     values per layer; scheme and granularity do not apply). Activations stay float.
     """
@@ -189,17 +191,8 @@ def quantize_weights(model: nn.Module, bits: int | dict[str, int] = 8, scheme: s
     check_choice(method, "method", "quantize_weights", ("linear", "kmeans"))
     _check_common("quantize_weights", None, scheme, granularity, None)
     seed = check_int(seed, "seed", "quantize_weights", low=0)
-    names = [n for n, _ in layers]
-    if isinstance(bits, dict):
-        unknown = sorted(set(bits) - set(names))
-        if unknown:
-            raise ValueError(message("bits", "quantize_weights", f"keyed by layer names {names}",
-                                      unknown))
-        widths = bits
-    else:
-        widths = {n: bits for n in names}
-    for b in widths.values():
-        check_int(b, "bits", "quantize_weights", low=1, high=16)
+    widths = per_layer(bits, [n for n, _ in layers], functools.partial(check_bits, high=16),
+                       "bits", "quantize_weights")
     out = clone(model)
     mods = dict(out.named_modules())
     with torch.no_grad():

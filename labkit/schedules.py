@@ -20,13 +20,14 @@ growing amounts and record the accuracy; a layer whose accuracy holds gets a hig
 from __future__ import annotations
 
 import copy
+import functools
 
 import pandas as pd
 import torch
 from torch import nn
 
 from . import criteria, prune, sparsity, train
-from .validate import message, check_float, check_int, check_module, prunable_layers
+from .validate import check_float, check_int, check_module, message, per_layer, prunable_layers
 
 
 def agp_sparsity(t: int, s_f: float, s_i: float = 0.0, t0: int = 0, n: int = 10, dt: int = 1,
@@ -57,7 +58,7 @@ def gradual_prune_(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amount, s
     """Prune → retrain `steps` times along the AGP schedule, then fine-tune. In place.
 
     amount: final fraction s_f to remove (a float, or {layer: s_f} for per-layer ratios; each layer
-    follows its own s_t). Pruning step j = 1..steps prunes to s_j = agp_sparsity(j, s_f, n=steps),
+    follows its own s_t; `validate.per_layer`: a layer left out is not pruned). Pruning step j = 1..steps prunes to s_j = agp_sparsity(j, s_f, n=steps),
     (power=1: a linear ramp instead of the cubic one), then trains `epochs_per_step` epochs at constant `lr`; `fine_tune_epochs` more follow, with a
     cosine-annealed lr. fit_kwargs: more arguments for `train.fit` (e.g. max_shift=0). Returns one dict per step: step, target, sparsity, val_accuracy (if X_val).
     """
@@ -66,7 +67,8 @@ def gradual_prune_(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amount, s
     epochs_per_step = check_int(epochs_per_step, "epochs_per_step", "gradual_prune_", low=0)
     fine_tune_epochs = check_int(fine_tune_epochs, "fine_tune_epochs", "gradual_prune_", low=0)
     seed = check_int(seed, "seed", "gradual_prune_", low=0)
-    finals = prune._amounts(amount, layers, "gradual_prune_")
+    finals = per_layer(amount, [n for n, _ in layers], functools.partial(check_float, low=0, high=1, closed="left"),
+                       "amount", "gradual_prune_")
     history, kw = [], dict(fit_kwargs or {}, progress=False)
 
     def record(step, target):

@@ -120,3 +120,45 @@ def test_per_layer_refuses_an_unknown_layer_and_lists_the_valid_names():
         per_layer({"a": 0.5, "zz": 0.1, "fc9": 0.2}, ["a", "b"], FRACTION, "amount", "f")
     assert str(e.value) == ("The 'amount' parameter of f must be one value or a dict keyed by layer "
                             "names among 'a', 'b'. Got ['fc9', 'zz'] instead.")
+
+
+# ---------------------------------------------------------------- per_layer in every labkit function
+def _five():
+    from labkit import deep_compression, lowrank, prune, ptq, structured
+    return {   # (call with a dict, the names it accepts)
+        "prune.magnitude_": (lambda m, d: prune.magnitude_(m, d), "magnitude_", "amount", 0.5),
+        "prune.prune_by_scores_": (lambda m, d: prune.prune_by_scores_(
+            m, {n: l.weight.abs() for n, l in prunable_layers(m, "m", "t")}, d), "prune_by_scores_", "amount", 0.5),
+        "structured.prune_filters": (lambda m, d: structured.prune_filters(m, d), "prune_filters", "amount", 0.5),
+        "ptq.quantize_weights": (lambda m, d: ptq.quantize_weights(m, d), "quantize_weights", "bits", 4),
+        "lowrank.factorize": (lambda m, d: lowrank.factorize(m, rank=d), "factorize", "rank", 2),
+        "deep_compression.share_pruned_": (lambda m, d: deep_compression.share_pruned_(m, d),
+                                           "share_pruned_", "bits", 2),
+    }
+
+
+@pytest.mark.parametrize("func", list(_five()))
+def test_every_per_layer_parameter_refuses_an_unknown_layer_listing_the_valid_names(func):
+    call, name, param, value = _five()[func]
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    valid = "'0', '2'" if func == "structured.prune_filters" else "'0', '2', '4'"   # never the output layer
+    with pytest.raises(ValueError) as e:
+        call(model, {"0": value, "fc9": value})
+    assert str(e.value) == (f"The '{param}' parameter of {name} must be one value or a dict keyed by "
+                            f"layer names among {valid}. Got ['fc9'] instead.")
+
+
+@pytest.mark.parametrize("func", list(_five()))
+def test_every_per_layer_parameter_leaves_a_missing_layer_as_it_is(func):
+    call, _, _, value = _five()[func]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    before = model[2].weight.detach().clone()
+    out = call(model, {"0": value})
+    out = out if isinstance(out, nn.Module) else model        # share_pruned_ returns the codebooks
+    if func == "structured.prune_filters":                    # "2" keeps its filters (its inputs
+        assert out[2].out_features == 4                       # follow the filters "0" lost)
+    else:
+        assert torch.equal(out[2].weight, before)             # "2" is not in the dict: unchanged
+    if func == "deep_compression.share_pruned_":
+        assert "2" not in call(model, {"0": value})
