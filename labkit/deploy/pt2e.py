@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validate import message, check_choice, check_module, check_tensor
+from ..validate import check_bool, check_choice, check_module, check_tensor, message
 from ._fx import CLAMPS as _CLAMPS, INSTALL, need as _need, op as _op  # noqa: F401  (INSTALL: pt2e's API)
 from .adaround import adaround as round_weights, fold_bn
 from ..prune import clone
@@ -265,8 +265,7 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
     calibration = check_calibration(calibration, example_input, "quantize_pt2e")
     check_choice(method, "method", "quantize_pt2e", METHODS)
     for name, flag in (("fuse_relu6", fuse_relu6), ("bias_correction", bias_correction), ("adaround", adaround)):
-        if not isinstance(flag, bool):
-            raise TypeError(message(name, "quantize_pt2e", "a bool", repr(flag)))
+        check_bool(flag, name, "quantize_pt2e")
     _need("executorch")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
