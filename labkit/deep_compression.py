@@ -29,7 +29,8 @@ from torch import nn
 
 from . import coding
 from .validate import check_bits, message, per_layer, prunable_layers
-from .share import CodebookSGD, kmeans
+from .quantize import kmeans
+from .share import CodebookSGD
 from .train import fit
 
 
