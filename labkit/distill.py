@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .validate import message, check_float, check_module, check_tensor
-from .train import fit, resolve_device
+from .train import evaluating, fit, resolve_device
 
 
 def _check_logits(student_logits, teacher_logits, target, func: str):
@@ -99,16 +99,13 @@ def distill(student: nn.Module, teacher: nn.Module, X: torch.Tensor, y: torch.Te
         raise TypeError("distill() got an unexpected keyword argument 'loss_fn': "
                         "the loss is kd_loss; use labkit.train.fit for another loss.")
     dev = resolve_device(device)
-    was_training = teacher.training
-    teacher.to(dev).eval()
+    teacher.to(dev)
 
     def loss_fn(logits, target, Xb):
         with torch.no_grad():
             teacher_logits = teacher(Xb)                                  # (B, K), no graph
         return kd_loss(logits, teacher_logits, target, T, alpha)
 
-    try:
+    with evaluating(teacher):
         return fit(student, X, y, epochs=epochs, lr=lr, seed=seed, device=dev, loss_fn=loss_fn,
                    **fit_kwargs)
-    finally:
-        teacher.train(was_training)

@@ -13,6 +13,7 @@ and the macro averages over classes (a class never predicted has precision 0, as
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -33,6 +34,23 @@ def seed_everything(seed: int) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """`with evaluating(model):` runs the block with `model` in eval mode (dropout off, batch-norm
+    on its running statistics) and afterwards gives every submodule the mode it had, also when
+    the block raises; a frozen batch-norm inside a training model stays frozen. Yields the model.
+    The one such context in labkit: predict, count.layers / latency, criteria.scores and distill
+    (for the teacher) use it."""
+    check_module(model, "model", "evaluating")
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -143,11 +161,8 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 1024,
     """Logits of `model` on X, in eval mode, in batches, returned on the CPU."""
     check_module(model, "model", "predict")
     dev = resolve_device(device)
-    was_training = model.training
-    model.eval().to(dev)
-    out = torch.cat([model(X[i:i + batch_size].to(dev)).cpu() for i in range(0, len(X), batch_size)])
-    model.train(was_training)
-    return out
+    with evaluating(model.to(dev)):
+        return torch.cat([model(X[i:i + batch_size].to(dev)).cpu() for i in range(0, len(X), batch_size)])
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, device="auto") -> float:

@@ -95,3 +95,62 @@ def test_bad_input(digits):
         train.fit(m, digits.X_train.flatten(1), digits.y_train, max_shift=2)
     with pytest.raises(TypeError, match="'model' parameter of evaluate"):
         train.evaluate("model", digits.X_test, digits.y_test)
+
+
+# ---------------------------------------------------------------- one eval-mode context for every module
+def _mixed():
+    """A model in training mode with a frozen (eval-mode) batch-norm inside it."""
+    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 3)).train()
+    m[1].eval()
+    return m
+
+
+def _modes(m):
+    return [x.training for x in m.modules()]
+
+
+def test_evaluating_restores_every_submodule_even_when_the_block_raises():
+    m = _mixed()
+    before = _modes(m)
+    with train.evaluating(m) as inside:
+        assert inside is m and not any(_modes(m))
+    assert _modes(m) == before
+    with pytest.raises(RuntimeError, match="boom"):
+        with train.evaluating(m):
+            raise RuntimeError("boom")
+    assert _modes(m) == before
+    with pytest.raises(TypeError, match="'model' parameter of evaluating"):
+        with train.evaluating("m"):
+            pass
+
+
+def test_every_eval_mode_user_restores_the_modes_it_found():
+    from labkit import count, criteria, distill
+
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    calls = {
+        "train.predict": lambda m: train.predict(m, x, device="cpu"),
+        "count.layers": lambda m: count.layers(m, (4,)),
+        "count.latency": lambda m: count.latency(m, x, repeats=1, warmup=0),
+        "criteria.scores": lambda m: criteria.scores(m, x, y, criterion="gradient"),
+        "distill.distill (teacher)": lambda m: distill.distill(
+            nn.Sequential(nn.Linear(4, 3)), m, x, y, epochs=1, max_shift=0, progress=False, device="cpu"),
+    }
+    for name, call in calls.items():
+        m = _mixed()
+        before = _modes(m)
+        call(m)
+        assert _modes(m) == before, name            # the frozen batch-norm stays frozen
+
+
+def test_criteria_scores_restores_training_mode_when_the_loss_raises():
+    from labkit import criteria
+
+    m = _mixed()
+
+    def bad_loss(logits, target):
+        raise RuntimeError("bad loss")
+
+    with pytest.raises(RuntimeError, match="bad loss"):
+        criteria.scores(m, torch.randn(8, 4), torch.randint(0, 3, (8,)), criterion="taylor", loss_fn=bad_loss)
+    assert m.training and m[0].training
