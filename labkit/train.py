@@ -79,8 +79,7 @@ def _check_xy(X, y, func: str, x_name: str = "X", y_name: str = "y"):
 def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr: float = 2e-3,
         batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0,
         max_shift: int = 2, schedule: str = "cosine",
-        device: str | torch.device = "auto", masks: dict[str, torch.Tensor] | None = None,
-        loss_fn=None, X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+        device: str | torch.device = "auto", loss_fn=None, X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
         progress: bool = True, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Train `model` in place with Adam and cross-entropy on (X, y). Returns a history dict.
 
@@ -88,9 +87,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     max_shift: each epoch, every image is translated by a random (dy, dx) ∈ [−max_shift,
       max_shift]² pixels (`data.random_shift`); 0 turns augmentation off. Needs X as (N, C, H, W).
     schedule: "cosine" anneals the learning rate from lr to 0 over the epochs; "constant" keeps it.
-    masks: {parameter name: keep-mask}; the masked weights are zeroed before training and
-      after every optimizer step, so they stay exactly zero (see also `labkit.prune`, whose
-      masks live in the model and need no argument here).
+    Pruned weights stay zero by themselves: `labkit.prune` keeps its masks in the model.
     loss_fn(logits, y, X) → scalar: replaces cross-entropy (used for distillation).
     history: {"loss": [per epoch], "val_accuracy": [per epoch, if X_val given], "seconds"}.
     """
@@ -110,29 +107,16 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
         _check_xy(X_val, y_val, "fit", "X_val", "y_val")
     dev = resolve_device(device)
     model.to(dev)
-    params = dict(model.named_parameters())
-    if masks:
-        unknown = sorted(set(masks) - set(params))
-        if unknown:
-            raise ValueError(message("masks", "fit", "a dict keyed by parameter names of model",
-                                      unknown))
-        masks = {k: m.to(dev, torch.bool) for k, m in masks.items()}
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
              if schedule == "cosine" else None)
     loss_fn = loss_fn or (lambda logits, target, _x: nn.functional.cross_entropy(logits, target))
-
-    @torch.no_grad()
-    def apply_masks():
-        for k, m in (masks or {}).items():
-            params[k].mul_(m)
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)                                  # dropout and other layer RNG
     X, y = X.to(dev), y.to(dev)
     history = {"loss": [], "val_accuracy": []}
     start = time.perf_counter()
-    apply_masks()
     for _ in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
         model.train()
         order = torch.randperm(len(y), generator=gen).to(dev)
@@ -144,7 +128,6 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            apply_masks()
             total += loss.item() * len(idx)
         if sched is not None:
             sched.step()

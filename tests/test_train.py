@@ -53,11 +53,17 @@ def test_fit_is_repeatable_with_a_seed(digits):
         assert torch.equal(pa, pb)
 
 
-def test_masks_keep_weights_at_zero(digits):
+def test_fit_has_no_masks_argument_prune_keeps_its_masks_in_the_model(digits):
+    """fit(masks=) was keyed by parameter names ("1.weight"), prune's masks by layer names ("1"):
+    one mechanism is left, prune's."""
+    from labkit import prune
+
     model = small_mlp()
     mask = torch.rand(32, 64, generator=torch.Generator().manual_seed(0)) > 0.7
-    train.fit(model, digits.X_train, digits.y_train, epochs=3, progress=False, max_shift=0,
-              masks={"1.weight": mask})
+    with pytest.raises(TypeError, match="masks"):
+        train.fit(model, digits.X_train, digits.y_train, epochs=1, masks={"1.weight": mask})
+    prune.apply_masks_(model, {"1": mask})
+    train.fit(model, digits.X_train, digits.y_train, epochs=3, progress=False, max_shift=0)
     assert torch.equal(model[1].weight[~mask], torch.zeros(int((~mask).sum())))
     assert (model[1].weight[mask] != 0).all()
 
@@ -89,8 +95,6 @@ def test_bad_input(digits):
         train.fit(m, digits.X_train, digits.y_train.float())
     with pytest.raises(ValueError, match="'y' parameter of fit"):
         train.fit(m, digits.X_train, digits.y_train[:5])
-    with pytest.raises(ValueError, match="'masks' parameter of fit"):
-        train.fit(m, digits.X_train, digits.y_train, masks={"nope.weight": torch.ones(1)})
     with pytest.raises(ValueError, match="'max_shift' parameter of fit"):
         train.fit(m, digits.X_train.flatten(1), digits.y_train, max_shift=2)
     with pytest.raises(TypeError, match="'model' parameter of evaluate"):
