@@ -29,6 +29,7 @@ original weight is kept as the parameter `weight_orig` (the same Parameter objec
 optimizer that holds it keeps working), the mask is the buffer `weight_mask`, and `weight`
 is recomputed as `weight_orig * weight_mask` before every forward pass. Pruned weights
 therefore stay at zero through training. `remove_(model)` makes the pruning permanent.
+`magnitude` (no trailing _) is the one copying wrapper: `magnitude_(clone(model), ...)`.
 
 Other criteria, penalties and the proximal step: `labkit.criteria`.
 """
@@ -159,7 +160,12 @@ def magnitude_(model: nn.Module, amount, scope: str = "layer", permanent: bool =
     return _prune_(model, None, amount, scope, permanent, True, "magnitude_")
 
 
-magnitude = magnitude_   # DESIGN.md's name; it works in place (returns the model) like magnitude_
+def magnitude(model: nn.Module, amount, scope: str = "layer", permanent: bool = False) -> nn.Module:
+    """A magnitude-pruned copy of `model`: `magnitude_` applied to `clone(model)`, so the copy starts
+    from `model`'s effective weights (old masks folded) and carries the new masks (none with
+    permanent=True). `model` is not changed."""
+    check_module(model, "model", "magnitude")
+    return _prune_(clone(model), None, amount, scope, permanent, True, "magnitude")
 
 
 def masks(model: nn.Module) -> dict[str, torch.Tensor]:
