@@ -36,6 +36,7 @@ from .train import predict
 
 CALIBRATIONS = ("minmax", "percentile", "mse")
 GRANULARITIES = ("tensor", "channel")
+AXES = {"tensor": None, "channel": 0}     # granularity → quantize's axis (table: labkit.quantize)
 
 
 class QuantLayer(nn.Module):
@@ -45,7 +46,7 @@ class QuantLayer(nn.Module):
                  granularity: str = "channel", a_bits: int | None = 8, momentum: float = 0.01):
         super().__init__()
         self.layer, self.bits, self.scheme, self.a_bits = layer, bits, scheme, a_bits
-        self.axis = 0 if granularity == "channel" else None      # weight (C_out, ...) → per C_out
+        self.axis = AXES[granularity]                             # weight (C_out, ...) → per C_out
         self.momentum = momentum
         self.register_buffer("lo", torch.tensor(float("nan")))   # activation range, set by
         self.register_buffer("hi", torch.tensor(float("nan")))   # calibration or training
@@ -108,8 +109,9 @@ def quantize_model(model: nn.Module, bits: int | None = 8, scheme: str = "symmet
                    percentile: float = 99.99) -> nn.Module:
     """A fake-quantized copy of `model` (the original is not modified), calibrated on X_calib.
 
-    bits / scheme / granularity: the weights' bit width (None: keep float), "symmetric" or
-      "affine", one scale per "tensor" or per output "channel".
+    bits / scheme / granularity: the weights' bit width (None: keep float), "symmetric" (torch
+      symmetric, see `labkit.quantize`) or "affine", one scale per "tensor" or per output
+      "channel" (`quantize`'s axis=None / axis=0: the table in labkit.quantize's docstring).
     a_bits: the bit width of every Linear / Conv input (affine); None keeps them float.
     calibration, X_calib, percentile: how the activation ranges are set (see the module doc);
       X_calib is required when a_bits is given. Train the result with `train.fit` for QAT.
@@ -202,5 +204,5 @@ def quantize_weights(model: nn.Module, bits: int | dict[str, int] = 8, scheme: s
                 c, idx = Q.kmeans(w, b, seed=seed)
                 w.copy_(c[idx])
             else:
-                w.copy_(Q.fake_quantize(w, b, scheme, 0 if granularity == "channel" else None))
+                w.copy_(Q.fake_quantize(w, b, scheme, AXES[granularity]))
     return out

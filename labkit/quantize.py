@@ -15,9 +15,23 @@ padding and ReLU value, is exact), then with b bits:
 
 where min⁻ = min(min, 0), max⁺ = max(max, 0), s is clamped below by float32's eps, and z is
 clamped into the integer range. Symmetric is torch.qint8's convention (signed integers, z = 0);
-torch's quint8 "symmetric" stores the same grid shifted by 128. round() is round-half-to-even
+torch's quint8 "symmetric" stores the same grid shifted by 128.
+
+Two "symmetric int8" grids appear in labkit; the names used in the docstrings:
+
+    torch symmetric       q ∈ [−128, 127], s = max|x| / 127.5    here, labkit.ptq (scheme="symmetric")
+    restricted symmetric  q ∈ [−127, 127], s = max|x| / 127      labkit.deploy (adaround, pt2e, XNNPACK)
+
+(the restricted grid drops −128 so that the grid is the same on both sides of 0: ±max|x| are
+both levels; torch symmetric reaches −128·s = −1.004·max|x| but only 127·s = 0.996·max|x|). round() is round-half-to-even
 applied to x · (1/s), as torch's kernels do. `axis` selects per-channel parameters: one (s, z)
 per index along that axis (per output channel for a weight, axis=0).
+
+Granularity: labkit.ptq and labkit.mixed name it by a word, this module by an axis, the same thing:
+
+    ptq granularity   quantize axis   parameters
+    "tensor"          None            one (s, z) for the whole tensor
+    "channel"         0               one (s, z) per output channel (dim 0 of a weight)
 
 Fixed point (seed 003 §3.2) is the special case s = 2^−p, z = 0:  x̂ = round(x · 2^p) / 2^p.
 K-means weight sharing (Han et al. 2016, "Deep Compression", https://arxiv.org/abs/1510.00149)

@@ -5,7 +5,8 @@ The flow is torchao's PT2E, the one ExecuTorch documents (torch 2.13 no longer h
 
     torch.export → prepare_pt2e(XNNPACKQuantizer) → run calibration batches → convert_pt2e
 
-Weights are int8, symmetric, one scale per output channel c:  s_c = max|W_c| / 127,
+Weights are int8, restricted symmetric (not labkit.quantize's torch symmetric [−128, 127]), one
+scale per output channel c:  s_c = max|W_c| / 127,
 W_q = clamp(round(W / s_c), −127, 127), after BatchNorm is folded into the convolution.
 Activations are int8 affine per tensor, x_q = clamp(round(x / s) + z, −128, 127), with (s, z)
 chosen from the calibration data by `method`:
