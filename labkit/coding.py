@@ -28,7 +28,7 @@ import numbers
 import numpy as np
 import torch
 
-from .validate import message, check_int
+from .validate import check_bits, check_int, message
 
 TABLE_BITS_PER_SYMBOL = 5   # a canonical table stores each code length ℓ_s ≤ 31 in 5 bits
 
@@ -177,7 +177,7 @@ def relative_index(mask, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
         raise TypeError(message("mask", "relative_index", "a bool tensor or ndarray",
                                  getattr(mask, "dtype", type(mask).__name__)))
-    b = check_int(index_bits, "index_bits", "relative_index", low=1, high=32)
+    b = check_bits(index_bits, "index_bits", "relative_index")
     span = 2 ** b                                               # largest gap one entry can store
     pos = np.flatnonzero(mask.reshape(-1))
     gap = np.diff(pos, prepend=-1)                              # g_i ≥ 1

@@ -159,7 +159,7 @@ def calibration_range(v: torch.Tensor, bits: int, method: str = "minmax",
                       percentile: float = 99.99, grid: int = 50) -> tuple[float, float]:
     """(lo, hi) for the values v by `method` (see the module doc); affine `bits`-bit grid."""
     check_tensor(v, "v", "calibration_range")
-    bits = check_int(bits, "bits", "calibration_range", low=1, high=16)
+    bits = check_bits(bits, "bits", "calibration_range", high=16)
     check_choice(method, "method", "calibration_range", CALIBRATIONS)
     p = check_float(percentile, "percentile", "calibration_range", 50, 100, closed="right")
     v = v.detach().reshape(-1).float()

@@ -349,7 +349,7 @@ def size_bytes(numel: int, bits: int, channels: int = 1, scheme: str = "affine",
     channels = check_int(channels, "channels", "size_bytes", low=0)
     check_choice(scheme, "scheme", "size_bytes", SCHEMES)
     codebook = check_int(codebook, "codebook", "size_bytes", low=0)
-    param_bits = check_int(param_bits, "param_bits", "size_bytes", low=1, high=64)
+    param_bits = check_bits(param_bits, "param_bits", "size_bytes", high=64)
     if codebook:
         overhead = codebook * param_bits
     else:
