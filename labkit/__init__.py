@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 MOVED = {   # old name in labkit → the module's full dotted name now
     **{name: f"labkit.deploy.{name}" for name in ("mobilenet", "images", "pt2e", "adaround", "xnnpack", "mobile")},
     **{name: f"labkit.workbook.{name}" for name in ("cli", "sweep", "report", "students", "check", "widgets", "plots")},
+    "_validate": "labkit.validate",   # the entry checks, now public (old notebooks import the old name)
 }
 
 
@@ -55,4 +56,4 @@ def __dir__():
     (so that Jupyter's tab completion on `labkit.` lists the modules that `__getattr__` imports)."""
     subs = {m.name for m in _pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
     loaded = {n for n, v in globals().items() if isinstance(v, _ModuleType) and not n.startswith("_")}
-    return sorted(loaded | subs | set(MOVED) | {"__version__"})
+    return sorted(loaded | subs | {n for n in MOVED if not n.startswith("_")} | {"__version__"})

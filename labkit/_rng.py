@@ -1,13 +1,13 @@
 """`seeded`: run a block with torch's global RNG seeded, then restore it.
 
-A leaf (it imports no other labkit module but `_validate`), so that the model builders of
+A leaf (it imports no other labkit module but `validate`), so that the model builders of
 `labkit.models` and `labkit.deploy.mobilenet` share it without importing each other.
 """
 from __future__ import annotations
 
 import torch
 
-from ._validate import check_int
+from .validate import check_int
 
 
 class seeded:

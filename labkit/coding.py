@@ -28,7 +28,7 @@ import numbers
 import numpy as np
 import torch
 
-from ._validate import _message, check_int
+from .validate import check_bits, check_int, message
 
 TABLE_BITS_PER_SYMBOL = 5   # a canonical table stores each code length ℓ_s ≤ 31 in 5 bits
 
@@ -37,21 +37,21 @@ def _symbols(symbols, func: str) -> np.ndarray:
     """A 1-D int64 ndarray from an integer tensor, ndarray, list or tuple."""
     if isinstance(symbols, torch.Tensor):
         if symbols.is_floating_point() or symbols.is_complex() or symbols.dtype == torch.bool:
-            raise TypeError(_message("symbols", func, "integers", f"dtype {symbols.dtype}"))
+            raise TypeError(message("symbols", func, "integers", f"dtype {symbols.dtype}"))
         arr = symbols.detach().cpu().numpy()
     elif isinstance(symbols, np.ndarray):
         if not np.issubdtype(symbols.dtype, np.integer):
-            raise TypeError(_message("symbols", func, "integers", f"dtype {symbols.dtype}"))
+            raise TypeError(message("symbols", func, "integers", f"dtype {symbols.dtype}"))
         arr = symbols
     elif isinstance(symbols, (list, tuple)):
         if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in symbols):
-            raise TypeError(_message("symbols", func, "a sequence of ints", symbols))
+            raise TypeError(message("symbols", func, "a sequence of ints", symbols))
         arr = np.asarray(symbols, dtype=np.int64)
     else:
-        raise TypeError(_message("symbols", func, "a 1-D integer tensor, ndarray, list or tuple",
+        raise TypeError(message("symbols", func, "a 1-D integer tensor, ndarray, list or tuple",
                                  type(symbols).__name__))
     if arr.ndim != 1:
-        raise ValueError(_message("symbols", func, "1-D", f"shape {arr.shape}"))
+        raise ValueError(message("symbols", func, "1-D", f"shape {arr.shape}"))
     return arr.astype(np.int64, copy=False)
 
 
@@ -102,10 +102,10 @@ def canonical_code(lengths: dict[int, int]) -> dict[int, str]:
     """
     if not isinstance(lengths, dict) or not all(
             isinstance(v, numbers.Integral) and v >= 1 for v in lengths.values()):
-        raise TypeError(_message("lengths", "canonical_code", "a dict {symbol: int length ≥ 1}",
+        raise TypeError(message("lengths", "canonical_code", "a dict {symbol: int length ≥ 1}",
                                  lengths))
     if sum(2.0 ** -v for v in lengths.values()) > 1 + 1e-12:
-        raise ValueError(_message("lengths", "canonical_code", "lengths with Σ 2^-ℓ ≤ 1 (Kraft)",
+        raise ValueError(message("lengths", "canonical_code", "lengths with Σ 2^-ℓ ≤ 1 (Kraft)",
                                   lengths))
     code, value, prev = {}, 0, 0
     for s, ell in sorted(lengths.items(), key=lambda kv: (kv[1], kv[0])):
@@ -142,7 +142,7 @@ def encode(symbols, code: dict[int, str]) -> str:
     arr = _symbols(symbols, "encode")
     missing = sorted(set(np.unique(arr).tolist()) - set(code))
     if missing:
-        raise ValueError(_message("code", "encode", "a code with a codeword for every symbol",
+        raise ValueError(message("code", "encode", "a code with a codeword for every symbol",
                                   f"no codeword for {missing[:5]}"))
     return "".join(code[int(s)] for s in arr)
 
@@ -150,7 +150,7 @@ def encode(symbols, code: dict[int, str]) -> str:
 def decode(bits: str, code: dict[int, str]) -> np.ndarray:
     """Invert `encode`: read codewords of the prefix code `code` from a '0'/'1' string."""
     if not isinstance(bits, str) or set(bits) - {"0", "1"}:
-        raise TypeError(_message("bits", "decode", "a string of '0' and '1'", bits[:20]
+        raise TypeError(message("bits", "decode", "a string of '0' and '1'", bits[:20]
                                  if isinstance(bits, str) else type(bits).__name__))
     inverse = {w: s for s, w in code.items()}
     out, word = [], ""
@@ -160,7 +160,7 @@ def decode(bits: str, code: dict[int, str]) -> np.ndarray:
             out.append(inverse[word])
             word = ""
     if word:
-        raise ValueError(_message("bits", "decode", "a whole number of codewords",
+        raise ValueError(message("bits", "decode", "a whole number of codewords",
                                   f"{len(word)} bits left over"))
     return np.asarray(out, dtype=np.int64)
 
@@ -175,9 +175,9 @@ def relative_index(mask, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
-        raise TypeError(_message("mask", "relative_index", "a bool tensor or ndarray",
+        raise TypeError(message("mask", "relative_index", "a bool tensor or ndarray",
                                  getattr(mask, "dtype", type(mask).__name__)))
-    b = check_int(index_bits, "index_bits", "relative_index", low=1, high=32)
+    b = check_bits(index_bits, "index_bits", "relative_index")
     span = 2 ** b                                               # largest gap one entry can store
     pos = np.flatnonzero(mask.reshape(-1))
     gap = np.diff(pos, prepend=-1)                              # g_i ≥ 1
@@ -195,7 +195,7 @@ def positions(stored, filler) -> np.ndarray:
     """Invert `relative_index`: the flat positions of the real (non-filler) entries."""
     stored, filler = np.asarray(stored, dtype=np.int64), np.asarray(filler, dtype=bool)
     if stored.shape != filler.shape or stored.ndim != 1:
-        raise ValueError(_message("filler", "positions", "a 1-D array shaped like stored",
+        raise ValueError(message("filler", "positions", "a 1-D array shaped like stored",
                                   f"shape {filler.shape}"))
     return (np.cumsum(stored + 1) - 1)[~filler]
 
@@ -215,11 +215,11 @@ def sparse_streams(codes, mask, index_bits: int, alphabet_size: int) -> dict:
     stored, filler = relative_index(mask, index_bits)         # also checks the mask
     flat = (mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask).reshape(-1)
     if flat.size != arr.size:
-        raise ValueError(_message("mask", "sparse_streams", f"a mask with {arr.size} elements "
+        raise ValueError(message("mask", "sparse_streams", f"a mask with {arr.size} elements "
                                   "like codes", f"{flat.size} elements"))
     kept = arr[flat]
     if kept.size and (kept.min() < 0 or kept.max() >= K):
-        raise ValueError(_message("codes", "sparse_streams", f"indices in [0, {K - 1}] where kept",
+        raise ValueError(message("codes", "sparse_streams", f"indices in [0, {K - 1}] where kept",
                                   f"range [{kept.min()}, {kept.max()}]"))
     value = np.full(filler.shape, K, dtype=np.int64)
     value[~filler] = kept

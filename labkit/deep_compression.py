@@ -21,43 +21,40 @@ values (Han et al. eq. 3, `labkit.share.CodebookSGD`) with the pruned weights' g
 """
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import torch
 from torch import nn
 
 from . import coding
-from ._validate import _message, check_int, prunable_layers
-from .share import CodebookSGD, kmeans
+from .validate import check_bits, message, per_layer, prunable_layers
+from .quantize import kmeans
+from .share import CodebookSGD
 from .train import fit
 
 
-def _per_layer(value, names, name: str, func: str) -> dict:
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - set(names))
-        missing = sorted(set(names) - set(value))
-        if unknown or missing:
-            raise ValueError(_message(name, func, "an int or a dict with one entry per prunable "
-                                      f"layer {names}", value))
-        return {n: check_int(v, name, func, low=1, high=16) for n, v in value.items()}
-    value = check_int(value, name, func, low=1, high=16)
-    return dict.fromkeys(names, value)
+_BITS = functools.partial(check_bits, high=16)
 
 
 def share_pruned_(model: nn.Module, bits, seed: int = 0) -> dict:
     """k-means weight sharing of the kept (non-zero) weights of each prunable layer, in place.
 
-    bits: an int or {layer name: bits}; K = 2^bits shared values per layer. Returns
-    {layer name: (codebook (K + 1,), indices (weight's shape))}, codebook[K] = 0 being the
-    pruned weights' entry, so that weight == codebook[indices] exactly.
+    bits: an int or {layer name: bits}; K = 2^bits shared values per layer (`validate.per_layer`:
+    a layer left out of the dict is not shared and not in the result; an unknown name is a
+    ValueError). Returns {layer name: (codebook (K + 1,), indices (weight's shape))},
+    codebook[K] = 0 being the pruned weights' entry, so that weight == codebook[indices] exactly.
     """
     layers = prunable_layers(model, "model", "share_pruned_")
     if any(hasattr(m, "weight_mask") for _, m in layers):
-        raise ValueError(_message("model", "share_pruned_", "a model whose masks were made "
+        raise ValueError(message("model", "share_pruned_", "a model whose masks were made "
                                   "permanent (labkit.prune.remove_)", "a model with masks"))
-    bits = _per_layer(bits, [n for n, _ in layers], "bits", "share_pruned_")
+    bits = per_layer(bits, [n for n, _ in layers], _BITS, "bits", "share_pruned_")
     shared = {}
     with torch.no_grad():
         for name, m in layers:
+            if name not in bits:                                 # left as it is, not shared
+                continue
             w = m.weight
             keep = w != 0
             K = 2 ** bits[name]
@@ -102,16 +99,20 @@ def size_table(model: nn.Module, shared: dict, index_bits=5) -> pd.DataFrame:
     """Per layer and in total, the bits of each stage (dense, P, P+Q, P+Q+H) and the rates.
 
     shared: as returned by `share_pruned_` (codebook (K + 1,) whose last entry is the zero).
-    index_bits: an int or {layer: bits} for the relative indices. Bits are counted exactly:
+    index_bits: an int or {layer: bits} for the relative indices, every layer given (a table counts
+    every layer, so here a layer missing from the dict is a ValueError, as in `shared`). Bits are counted exactly:
     Huffman streams by `coding.huffman_bits`, tables by `coding.table_bits`, fp32 codebooks
     and biases. Columns follow Han et al.'s Table 2.
     """
     layers = prunable_layers(model, "model", "size_table")
     names = [n for n, _ in layers]
     if not isinstance(shared, dict) or sorted(shared) != sorted(names):
-        raise ValueError(_message("shared", "size_table", f"a dict with one entry per prunable "
+        raise ValueError(message("shared", "size_table", f"a dict with one entry per prunable "
                                   f"layer {names}", type(shared).__name__))
-    index_bits = _per_layer(index_bits, names, "index_bits", "size_table")
+    index_bits = per_layer(index_bits, names, _BITS, "index_bits", "size_table")
+    if len(index_bits) != len(names):       # a size counts every layer: none can be left out
+        raise ValueError(message("index_bits", "size_table", "an int or a dict with an entry for every "
+                                 f"prunable layer {names}", sorted(set(names) - set(index_bits))))
     rows = []
     for name, m in layers:
         codebook, idx = shared[name]

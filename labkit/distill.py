@@ -32,25 +32,25 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import _message, check_float, check_module, check_tensor
-from .train import fit, resolve_device
+from .validate import message, check_float, check_module, check_tensor
+from .train import evaluating, fit, resolve_device
 
 
 def _check_logits(student_logits, teacher_logits, target, func: str):
     check_tensor(student_logits, "student_logits", func)
     check_tensor(teacher_logits, "teacher_logits", func)
     if student_logits.ndim != 2:
-        raise ValueError(_message("student_logits", func, "a 2-D tensor (N, K)",
+        raise ValueError(message("student_logits", func, "a 2-D tensor (N, K)",
                                   f"shape {tuple(student_logits.shape)}"))
     if teacher_logits.shape != student_logits.shape:
-        raise ValueError(_message("teacher_logits", func, "a tensor of the same shape as "
+        raise ValueError(message("teacher_logits", func, "a tensor of the same shape as "
                                   f"student_logits {tuple(student_logits.shape)}",
                                   f"shape {tuple(teacher_logits.shape)}"))
     if not isinstance(target, torch.Tensor) or target.dtype != torch.int64:
-        raise TypeError(_message("target", func, "an int64 torch.Tensor of class labels",
+        raise TypeError(message("target", func, "an int64 torch.Tensor of class labels",
                                  getattr(target, "dtype", type(target).__name__)))
     if target.shape != student_logits.shape[:1]:
-        raise ValueError(_message("target", func, f"a tensor of shape ({student_logits.shape[0]},)",
+        raise ValueError(message("target", func, f"a tensor of shape ({student_logits.shape[0]},)",
                                   f"shape {tuple(target.shape)}"))
 
 
@@ -91,7 +91,7 @@ def distill(student: nn.Module, teacher: nn.Module, X: torch.Tensor, y: torch.Te
     check_module(student, "student", "distill")
     check_module(teacher, "teacher", "distill")
     if student is teacher:
-        raise ValueError(_message("teacher", "distill", "a different module from the student",
+        raise ValueError(message("teacher", "distill", "a different module from the student",
                                   type(teacher).__name__))
     T = check_float(T, "T", "distill", low=0, closed="neither")
     alpha = check_float(alpha, "alpha", "distill", low=0, high=1)
@@ -99,16 +99,13 @@ def distill(student: nn.Module, teacher: nn.Module, X: torch.Tensor, y: torch.Te
         raise TypeError("distill() got an unexpected keyword argument 'loss_fn': "
                         "the loss is kd_loss; use labkit.train.fit for another loss.")
     dev = resolve_device(device)
-    was_training = teacher.training
-    teacher.to(dev).eval()
+    teacher.to(dev)
 
     def loss_fn(logits, target, Xb):
         with torch.no_grad():
             teacher_logits = teacher(Xb)                                  # (B, K), no graph
         return kd_loss(logits, teacher_logits, target, T, alpha)
 
-    try:
+    with evaluating(teacher):
         return fit(student, X, y, epochs=epochs, lr=lr, seed=seed, device=dev, loss_fn=loss_fn,
                    **fit_kwargs)
-    finally:
-        teacher.train(was_training)

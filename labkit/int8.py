@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import count
-from ._validate import _message, check_choice, check_int, check_module
+from .validate import message, check_choice, check_int, check_module
 from .prune import clone
 
 ENGINES = tuple(e for e in ("x86", "fbgemm", "onednn", "qnnpack")
@@ -60,7 +60,7 @@ def to_int8(model: nn.Module, X_calib: torch.Tensor, engine: str = "x86",
     X_calib. Works for models whose forward uses only modules torch can quantize (LeNets)."""
     check_module(model, "model", "to_int8")
     if not isinstance(X_calib, torch.Tensor) or not X_calib.is_floating_point() or not len(X_calib):
-        raise TypeError(_message("X_calib", "to_int8", "a non-empty floating-point torch.Tensor",
+        raise TypeError(message("X_calib", "to_int8", "a non-empty floating-point torch.Tensor",
                                  type(X_calib).__name__))
     check_choice(engine, "engine", "to_int8", ENGINES)
     batch_size = check_int(batch_size, "batch_size", "to_int8", low=1)

@@ -24,11 +24,12 @@ Kernels (`svd_factors`, `rank_for_energy`) are pure; `svd_linear`, `svd_conv2d` 
 """
 from __future__ import annotations
 
+import functools
 
 import torch
 from torch import nn
 
-from ._validate import _message, check_float, check_int, check_module, check_tensor
+from .validate import check_float, check_int, check_module, check_tensor, message, per_layer
 from .prune import clone
 
 
@@ -40,7 +41,7 @@ def svd_factors(W: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]
     """
     check_tensor(W, "W", "svd_factors")
     if W.ndim != 2:
-        raise ValueError(_message("W", "svd_factors", "a 2-D tensor", f"shape {tuple(W.shape)}"))
+        raise ValueError(message("W", "svd_factors", "a 2-D tensor", f"shape {tuple(W.shape)}"))
     rank = check_int(rank, "rank", "svd_factors", low=1, high=min(W.shape))
     U, S, Vh = torch.linalg.svd(W.detach().double(), full_matrices=False)   # U (m,k) S (k,) Vh (k,n)
     root = S[:rank].sqrt()
@@ -53,7 +54,7 @@ def singular_values(W: torch.Tensor) -> torch.Tensor:
     """σ_1 ≥ … ≥ σ_k of W, k = min(m, n). A Conv weight (out, in, kh, kw) is read as (out, in·kh·kw)."""
     check_tensor(W, "W", "singular_values")
     if W.ndim < 2:
-        raise ValueError(_message("W", "singular_values", "a tensor with at least 2 dimensions",
+        raise ValueError(message("W", "singular_values", "a tensor with at least 2 dimensions",
                                   f"shape {tuple(W.shape)}"))
     return torch.linalg.svdvals(W.detach().double().reshape(W.shape[0], -1)).to(W.dtype)
 
@@ -62,7 +63,7 @@ def rank_for_energy(S: torch.Tensor, energy: float) -> int:
     """The smallest r with Σ_{i≤r} σ_i² ≥ energy · Σ_i σ_i² (S sorted descending). energy ∈ (0, 1]."""
     check_tensor(S, "S", "rank_for_energy")
     if S.ndim != 1 or len(S) == 0:
-        raise ValueError(_message("S", "rank_for_energy", "a non-empty 1-D tensor",
+        raise ValueError(message("S", "rank_for_energy", "a non-empty 1-D tensor",
                                   f"shape {tuple(S.shape)}"))
     energy = check_float(energy, "energy", "rank_for_energy", low=0, high=1, closed="right")
     e = S.double().pow(2).cumsum(0)
@@ -76,7 +77,7 @@ def rank_for_energy(S: torch.Tensor, energy: float) -> int:
 def svd_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
     """nn.Sequential(Linear(in, r, bias=False), Linear(r, out)) computing W_r x + b. `layer` is unchanged."""
     if not isinstance(layer, nn.Linear):
-        raise TypeError(_message("layer", "svd_linear", "a torch.nn.Linear", type(layer).__name__))
+        raise TypeError(message("layer", "svd_linear", "a torch.nn.Linear", type(layer).__name__))
     out_f, in_f = layer.weight.shape
     rank = check_int(rank, "rank", "svd_linear", low=1, high=min(out_f, in_f))
     A, B = svd_factors(layer.weight, rank)
@@ -98,9 +99,9 @@ def svd_conv2d(layer: nn.Conv2d, rank: int) -> nn.Sequential:
     approximation of the (out, in·kh·kw) weight matrix. Stride, padding and dilation stay on the
     first conv. groups must be 1. `layer` is unchanged."""
     if not isinstance(layer, nn.Conv2d):
-        raise TypeError(_message("layer", "svd_conv2d", "a torch.nn.Conv2d", type(layer).__name__))
+        raise TypeError(message("layer", "svd_conv2d", "a torch.nn.Conv2d", type(layer).__name__))
     if layer.groups != 1 or layer.padding_mode != "zeros":
-        raise ValueError(_message("layer", "svd_conv2d", "a Conv2d with groups=1 and "
+        raise ValueError(message("layer", "svd_conv2d", "a Conv2d with groups=1 and "
                                   "padding_mode='zeros'", layer))
     out_c, in_c, kh, kw = layer.weight.shape
     rank = check_int(rank, "rank", "svd_conv2d", low=1, high=min(out_c, in_c * kh * kw))
@@ -127,13 +128,19 @@ def _saves(layer: nn.Module, rank: int) -> bool:
     return rank * (m + n) < m * n
 
 
+def _factorable(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
+
+
 def factorize(model: nn.Module, rank: int | dict | None = None, energy: float | None = None,
               skip: tuple[str, ...] = (), only_if_smaller: bool = True) -> nn.Module:
     """A copy of `model` whose Linear and Conv2d (groups=1) layers are replaced by SVD factors.
 
     Give exactly one of
-      rank:   an int for every layer (capped at each layer's min(m, n)) or {layer name: rank};
-              layers missing from the dict are kept;
+      rank:   an int for every layer (capped at each layer's min(m, n)) or {layer name: rank}
+              (`validate.per_layer`: a layer missing from the dict is kept, an unknown name is
+              a ValueError);
       energy: per layer, the smallest rank that keeps this fraction of Σσ² (`rank_for_energy`).
     skip: layer names to keep as they are. only_if_smaller: keep a layer whose factors would
     have as many weights as it has or more. The model given is not changed.
@@ -141,37 +148,27 @@ def factorize(model: nn.Module, rank: int | dict | None = None, energy: float | 
     """
     check_module(model, "model", "factorize")
     if (rank is None) == (energy is None):
-        raise ValueError(_message("rank", "factorize", "given, or energy given, but not both",
+        raise ValueError(message("rank", "factorize", "given, or energy given, but not both",
                                   rank))
+    if not isinstance(skip, (tuple, list, set)):
+        raise TypeError(message("skip", "factorize", "a tuple of layer names", skip))
     if energy is not None:
         energy = check_float(energy, "energy", "factorize", low=0, high=1, closed="right")
-    elif isinstance(rank, dict):
-        for name, r in rank.items():
-            check_int(r, f"rank[{name!r}]", "factorize", low=1)
     else:
-        rank = check_int(rank, "rank", "factorize", low=1)
-    if not isinstance(skip, (tuple, list, set)):
-        raise TypeError(_message("skip", "factorize", "a tuple of layer names", skip))
+        rank = per_layer(rank, [n for n, _ in _factorable(model)], functools.partial(check_int, low=1),
+                         "rank", "factorize")
     new = clone(model)
-    layers = [(n, m) for n, m in new.named_modules()
-              if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
-    if isinstance(rank, dict):
-        unknown = sorted(set(rank) - {n for n, _ in layers})
-        if unknown:
-            raise ValueError(_message("rank", "factorize", "a dict keyed by names of Linear or "
-                                      "Conv2d layers of model", unknown))
+    layers = _factorable(new)
     ranks = {}
     for name, layer in layers:
         if name in skip:
             continue
         if energy is not None:
             r = rank_for_energy(singular_values(layer.weight), energy)
-        elif isinstance(rank, dict):
-            if name not in rank:
-                continue
-            r = min(rank[name], _max_rank(layer))
+        elif name not in rank:
+            continue
         else:
-            r = min(rank, _max_rank(layer))
+            r = min(rank[name], _max_rank(layer))
         if only_if_smaller and not _saves(layer, r):
             continue
         factored = svd_linear(layer, r) if isinstance(layer, nn.Linear) else svd_conv2d(layer, r)

@@ -24,17 +24,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import quantize as Q
-from ._validate import _message, check_choice, check_float, check_int, prunable_layers
+from .validate import message, check_choice, check_float, check_int, prunable_layers
 from .ptq import quantize_weights
 from .train import predict
 
 
 def _check_tables(costs, sizes, budget, func):
     if not isinstance(costs, (list, tuple)) or not isinstance(sizes, (list, tuple)) or not costs:
-        raise TypeError(_message("costs", func, "a non-empty list of {bits: cost} dicts, one per "
+        raise TypeError(message("costs", func, "a non-empty list of {bits: cost} dicts, one per "
                                  "layer, with sizes alike", type(costs).__name__))
     if len(costs) != len(sizes) or any(set(c) != set(s) or not c for c, s in zip(costs, sizes)):
-        raise ValueError(_message("sizes", func, "one {bits: size} dict per layer with the same "
+        raise ValueError(message("sizes", func, "one {bits: size} dict per layer with the same "
                                   "keys as costs", sizes))
     budget = check_float(budget, "budget", func, low=0)
     return budget
@@ -50,7 +50,7 @@ def greedy(costs: list[dict], sizes: list[dict], budget: float) -> list:
     below the smallest possible size."""
     budget = _check_tables(costs, sizes, budget, "greedy")
     if sum(min(s.values()) for s in sizes) > budget:
-        raise ValueError(_message("budget", "greedy", f"≥ the smallest size "
+        raise ValueError(message("budget", "greedy", f"≥ the smallest size "
                                   f"{sum(min(s.values()) for s in sizes)}", budget))
     order = [sorted(s, key=lambda b: s[b], reverse=True) for s in sizes]  # widest → narrowest
     pos = [0] * len(costs)
@@ -79,7 +79,7 @@ def dp(costs: list[dict], sizes: list[dict], budget: float) -> list:
             if not front or st[1] < front[-1][1]:
                 front.append(st)
         if not front:
-            raise ValueError(_message("budget", "dp", f"≥ the smallest size "
+            raise ValueError(message("budget", "dp", f"≥ the smallest size "
                                       f"{sum(min(t.values()) for t in sizes)}", budget))
     return list(min(front, key=lambda t: (t[1], t[0]))[2])
 
@@ -93,7 +93,7 @@ def brute_force(costs: list[dict], sizes: list[dict], budget: float) -> list:
         if m <= budget and (best is None or k < best[0]):
             best = (k, list(choice))
     if best is None:
-        raise ValueError(_message("budget", "brute_force", "large enough for some choice", budget))
+        raise ValueError(message("budget", "brute_force", "large enough for some choice", budget))
     return best[1]
 
 

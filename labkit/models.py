@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ._rng import seeded
-from ._validate import check_int
+from .validate import check_int
 
 
 class LeNet300100(nn.Sequential):

@@ -29,20 +29,22 @@ original weight is kept as the parameter `weight_orig` (the same Parameter objec
 optimizer that holds it keeps working), the mask is the buffer `weight_mask`, and `weight`
 is recomputed as `weight_orig * weight_mask` before every forward pass. Pruned weights
 therefore stay at zero through training. `remove_(model)` makes the pruning permanent.
+`magnitude` (no trailing _) is the one copying wrapper: `magnitude_(clone(model), ...)`.
 
 Other criteria, penalties and the proximal step: `labkit.criteria`.
 """
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from ._validate import (_message, check_choice, check_float, check_module,
-                        check_tensor, prunable_layers)
+from .validate import (check_choice, check_float, check_module, check_tensor, message, per_layer,
+                       prunable_layers)
 from .selection import kth_smallest, n_to_prune, smallest_masks, zero_smallest_  # noqa: F401  (prune's API)
 
 # ---------------------------------------------------------------- kernels (pure)
@@ -75,15 +77,15 @@ def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     """
     check_module(model, "model", "apply_masks_")
     if not isinstance(masks, dict):
-        raise TypeError(_message("masks", "apply_masks_", "a dict {layer name: mask}", type(masks).__name__))
+        raise TypeError(message("masks", "apply_masks_", "a dict {layer name: mask}", type(masks).__name__))
     modules = dict(model.named_modules())
     for name, mask in masks.items():
         if name not in modules or not hasattr(modules[name], "weight"):
-            raise ValueError(_message("masks", "apply_masks_", "keyed by names of layers with a weight", name))
+            raise ValueError(message("masks", "apply_masks_", "keyed by names of layers with a weight", name))
         layer = modules[name]
         check_tensor(mask, "masks", "apply_masks_", floating=False)
         if mask.shape != layer.weight.shape:
-            raise ValueError(_message("masks", "apply_masks_", f"masks of the weight's shape "
+            raise ValueError(message("masks", "apply_masks_", f"masks of the weight's shape "
                                       f"{tuple(layer.weight.shape)} for {name!r}", tuple(mask.shape)))
         if hasattr(layer, "weight_mask"):                     # already pruned: combine in place
             with torch.no_grad():
@@ -105,15 +107,7 @@ def threshold_(model: nn.Module, tau: float) -> nn.Module:
     return apply_masks_(model, masks)
 
 
-def _amounts(amount, layers, func):
-    if isinstance(amount, dict):
-        names = {n for n, _ in layers}
-        unknown = sorted(set(amount) - names)
-        if unknown:
-            raise ValueError(_message("amount", func, "a float or a dict keyed by prunable layer names", unknown))
-        return {n: check_float(a, "amount", func, low=0, high=1, closed="left") for n, a in amount.items()}
-    amount = check_float(amount, "amount", func, low=0, high=1, closed="left")
-    return {n: amount for n, _ in layers}
+_FRACTION = functools.partial(check_float, low=0, high=1, closed="left")
 
 
 def prune_by_scores_(model: nn.Module, scores: dict[str, torch.Tensor], amount, scope: str = "layer",
@@ -122,7 +116,8 @@ def prune_by_scores_(model: nn.Module, scores: dict[str, torch.Tensor], amount, 
 
     scores: {layer name: tensor of the weight's shape, ≥ 0}. amount: fraction of the weights to be
     zero after the call (per layer, or of all scored weights for scope="global"); a dict
-    {layer: amount} gives per-layer ratios (scope "layer" only; layers left out are not pruned). Already-pruned weights have
+    {layer: amount} gives per-layer ratios (scope "layer" only; `validate.per_layer`: a layer left
+    out is not pruned, an unknown name is a ValueError). Already-pruned weights have
     weight 0 and, for |w| and |w·g|, score 0, so they are counted in the amount.
     permanent=True zeroes the weights in place and keeps no mask nor copy (`remove_` at once); on a
     masked model it first folds every mask into its weight (`remove_`, the same Parameter object),
@@ -136,11 +131,12 @@ def _prune_(model, scores, amount, scope, permanent, absolute, func):
     check_choice(scope, "scope", func, ("layer", "global"))
     modules = dict(layers)
     if scores is not None and (not isinstance(scores, dict) or not scores or set(scores) - set(modules)):
-        raise ValueError(_message("scores", func, "a non-empty dict keyed by prunable layer names",
+        raise ValueError(message("scores", func, "a non-empty dict keyed by prunable layer names",
                                   type(scores).__name__))
     if scope == "global" and isinstance(amount, dict):
-        raise ValueError(_message("amount", func, "a float when scope='global'", amount))
-    amounts = _amounts(amount, [(n, None) for n in scores or modules], func)
+        raise ValueError(message("amount", func, "a float when scope='global'", amount))
+    names = [n for n in modules if scores is None or n in scores]
+    amounts = per_layer(amount, names, _FRACTION, "amount", func)
     if permanent:
         remove_(model)                     # the one rule: fold old masks into the weights first
     if scores is None:                     # magnitude: |w|, taken chunk by chunk (after the fold)
@@ -164,7 +160,12 @@ def magnitude_(model: nn.Module, amount, scope: str = "layer", permanent: bool =
     return _prune_(model, None, amount, scope, permanent, True, "magnitude_")
 
 
-magnitude = magnitude_   # the plain name (tests/test_prune.py); in place, returns the model, like magnitude_
+def magnitude(model: nn.Module, amount, scope: str = "layer", permanent: bool = False) -> nn.Module:
+    """A magnitude-pruned copy of `model`: `magnitude_` applied to `clone(model)`, so the copy starts
+    from `model`'s effective weights (old masks folded) and carries the new masks (none with
+    permanent=True). `model` is not changed."""
+    check_module(model, "model", "magnitude")
+    return _prune_(clone(model), None, amount, scope, permanent, True, "magnitude")
 
 
 def masks(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -196,7 +197,7 @@ def clone(model: nn.Module) -> nn.Module:
     except RuntimeError as e:
         if "graph leaves" not in str(e):
             raise
-        raise ValueError(_message("model", "clone", "a model whose tensors are Parameters, buffers or "
+        raise ValueError(message("model", "clone", "a model whose tensors are Parameters, buffers or "
                                   "torch.nn.utils.prune masks", "a model holding a computed (non-leaf) tensor")) from e
     return remove_(new)
 

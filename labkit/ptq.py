@@ -22,19 +22,21 @@ batch by an exponential moving average (torch's MovingAverageMinMaxObserver, con
 """
 from __future__ import annotations
 
+import functools
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from . import quantize as Q
-from ._validate import (_message, check_choice, check_float, check_int, check_tensor,
-                        prunable_layers)
+from .validate import (check_bits, check_choice, check_float, check_int, check_tensor, message,
+                       per_layer, prunable_layers)
 from .prune import clone
 from .train import predict
 
 CALIBRATIONS = ("minmax", "percentile", "mse")
 GRANULARITIES = ("tensor", "channel")
+AXES = {"tensor": None, "channel": 0}     # granularity → quantize's axis (table: labkit.quantize)
 
 
 class QuantLayer(nn.Module):
@@ -44,7 +46,7 @@ class QuantLayer(nn.Module):
                  granularity: str = "channel", a_bits: int | None = 8, momentum: float = 0.01):
         super().__init__()
         self.layer, self.bits, self.scheme, self.a_bits = layer, bits, scheme, a_bits
-        self.axis = 0 if granularity == "channel" else None      # weight (C_out, ...) → per C_out
+        self.axis = AXES[granularity]                             # weight (C_out, ...) → per C_out
         self.momentum = momentum
         self.register_buffer("lo", torch.tensor(float("nan")))   # activation range, set by
         self.register_buffer("hi", torch.tensor(float("nan")))   # calibration or training
@@ -80,11 +82,11 @@ class QuantLayer(nn.Module):
 
 def _check_common(func, bits, scheme, granularity, a_bits):
     if bits is not None:
-        check_int(bits, "bits", func, low=1, high=16)
+        check_bits(bits, "bits", func, high=16)
     check_choice(scheme, "scheme", func, Q.SCHEMES)
     check_choice(granularity, "granularity", func, GRANULARITIES)
     if a_bits is not None:
-        check_int(a_bits, "a_bits", func, low=1, high=16)
+        check_bits(a_bits, "a_bits", func, high=16)
 
 
 def _replace(model: nn.Module, make) -> nn.Module:
@@ -107,8 +109,9 @@ def quantize_model(model: nn.Module, bits: int | None = 8, scheme: str = "symmet
                    percentile: float = 99.99) -> nn.Module:
     """A fake-quantized copy of `model` (the original is not modified), calibrated on X_calib.
 
-    bits / scheme / granularity: the weights' bit width (None: keep float), "symmetric" or
-      "affine", one scale per "tensor" or per output "channel".
+    bits / scheme / granularity: the weights' bit width (None: keep float), "symmetric" (torch
+      symmetric, see `labkit.quantize`) or "affine", one scale per "tensor" or per output
+      "channel" (`quantize`'s axis=None / axis=0: the table in labkit.quantize's docstring).
     a_bits: the bit width of every Linear / Conv input (affine); None keeps them float.
     calibration, X_calib, percentile: how the activation ranges are set (see the module doc);
       X_calib is required when a_bits is given. Train the result with `train.fit` for QAT.
@@ -119,7 +122,7 @@ def quantize_model(model: nn.Module, bits: int | None = 8, scheme: str = "symmet
                       lambda m: QuantLayer(m, bits, scheme, granularity, a_bits))
     if a_bits is not None:
         if X_calib is None:
-            raise ValueError(_message("X_calib", "quantize_model", "a tensor of calibration "
+            raise ValueError(message("X_calib", "quantize_model", "a tensor of calibration "
                                       "inputs when a_bits is given", None))
         calibrate_(qmodel, X_calib, calibration, percentile)
     return qmodel
@@ -130,10 +133,10 @@ def calibrate_(qmodel: nn.Module, X: torch.Tensor, method: str = "minmax",
     """Set every QuantLayer's activation range from the inputs it sees on X, in place."""
     layers = quant_layers(qmodel)
     if not layers:
-        raise ValueError(_message("qmodel", "calibrate_", "a model from quantize_model",
+        raise ValueError(message("qmodel", "calibrate_", "a model from quantize_model",
                                   type(qmodel).__name__))
     if not isinstance(X, torch.Tensor) or not X.is_floating_point() or len(X) == 0:
-        raise TypeError(_message("X", "calibrate_", "a non-empty floating-point torch.Tensor",
+        raise TypeError(message("X", "calibrate_", "a non-empty floating-point torch.Tensor",
                                  type(X).__name__))
     check_choice(method, "method", "calibrate_", CALIBRATIONS)
     p = check_float(percentile, "percentile", "calibrate_", 50, 100, closed="right")
@@ -156,7 +159,7 @@ def calibration_range(v: torch.Tensor, bits: int, method: str = "minmax",
                       percentile: float = 99.99, grid: int = 50) -> tuple[float, float]:
     """(lo, hi) for the values v by `method` (see the module doc); affine `bits`-bit grid."""
     check_tensor(v, "v", "calibration_range")
-    bits = check_int(bits, "bits", "calibration_range", low=1, high=16)
+    bits = check_bits(bits, "bits", "calibration_range", high=16)
     check_choice(method, "method", "calibration_range", CALIBRATIONS)
     p = check_float(percentile, "percentile", "calibration_range", 50, 100, closed="right")
     v = v.detach().reshape(-1).float()
@@ -181,7 +184,8 @@ def quantize_weights(model: nn.Module, bits: int | dict[str, int] = 8, scheme: s
                      seed: int = 0) -> nn.Module:
     """A plain copy of `model` whose Linear / Conv weights are replaced by their quantized values.
 
-    bits: one width for all layers, or {layer name: bits} (layers not named stay float).
+    bits: one width for all layers, or {layer name: bits} (`validate.per_layer`: a layer not
+      named stays float, an unknown name is a ValueError).
     method: "linear" (`quantize.fake_quantize`) or "kmeans" (`quantize.kmeans`, 2^bits shared
     values per layer; scheme and granularity do not apply). Activations stay float.
     """
@@ -189,17 +193,8 @@ def quantize_weights(model: nn.Module, bits: int | dict[str, int] = 8, scheme: s
     check_choice(method, "method", "quantize_weights", ("linear", "kmeans"))
     _check_common("quantize_weights", None, scheme, granularity, None)
     seed = check_int(seed, "seed", "quantize_weights", low=0)
-    names = [n for n, _ in layers]
-    if isinstance(bits, dict):
-        unknown = sorted(set(bits) - set(names))
-        if unknown:
-            raise ValueError(_message("bits", "quantize_weights", f"keyed by layer names {names}",
-                                      unknown))
-        widths = bits
-    else:
-        widths = {n: bits for n in names}
-    for b in widths.values():
-        check_int(b, "bits", "quantize_weights", low=1, high=16)
+    widths = per_layer(bits, [n for n, _ in layers], functools.partial(check_bits, high=16),
+                       "bits", "quantize_weights")
     out = clone(model)
     mods = dict(out.named_modules())
     with torch.no_grad():
@@ -209,5 +204,5 @@ def quantize_weights(model: nn.Module, bits: int | dict[str, int] = 8, scheme: s
                 c, idx = Q.kmeans(w, b, seed=seed)
                 w.copy_(c[idx])
             else:
-                w.copy_(Q.fake_quantize(w, b, scheme, 0 if granularity == "channel" else None))
+                w.copy_(Q.fake_quantize(w, b, scheme, AXES[granularity]))
     return out

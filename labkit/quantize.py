@@ -15,14 +15,29 @@ padding and ReLU value, is exact), then with b bits:
 
 where min⁻ = min(min, 0), max⁺ = max(max, 0), s is clamped below by float32's eps, and z is
 clamped into the integer range. Symmetric is torch.qint8's convention (signed integers, z = 0);
-torch's quint8 "symmetric" stores the same grid shifted by 128. round() is round-half-to-even
+torch's quint8 "symmetric" stores the same grid shifted by 128.
+
+Two "symmetric int8" grids appear in labkit; the names used in the docstrings:
+
+    torch symmetric       q ∈ [−128, 127], s = max|x| / 127.5    here, labkit.ptq (scheme="symmetric")
+    restricted symmetric  q ∈ [−127, 127], s = max|x| / 127      labkit.deploy (adaround, pt2e, XNNPACK)
+
+(the restricted grid drops −128 so that the grid is the same on both sides of 0: ±max|x| are
+both levels; torch symmetric reaches −128·s = −1.004·max|x| but only 127·s = 0.996·max|x|). round() is round-half-to-even
 applied to x · (1/s), as torch's kernels do. `axis` selects per-channel parameters: one (s, z)
 per index along that axis (per output channel for a weight, axis=0).
+
+Granularity: labkit.ptq and labkit.mixed name it by a word, this module by an axis, the same thing:
+
+    ptq granularity   quantize axis   parameters
+    "tensor"          None            one (s, z) for the whole tensor
+    "channel"         0               one (s, z) per output channel (dim 0 of a weight)
 
 Fixed point (seed 003 §3.2) is the special case s = 2^−p, z = 0:  x̂ = round(x · 2^p) / 2^p.
 K-means weight sharing (Han et al. 2016, "Deep Compression", https://arxiv.org/abs/1510.00149)
 replaces the uniform grid by a learned codebook C of 2^b centroids: x̂_i = C[I_i]
-(`quantize.kmeans`, implemented in labkit/share.py).
+(`kmeans`, `assign`, `codebook_grad`, `finetune_codebook`: pure kernels; labkit.share holds the
+wrappers that change a model).
 """
 from __future__ import annotations
 
@@ -30,17 +45,13 @@ import math
 
 import torch
 
-from ._validate import _message, check_choice, check_int, check_tensor
+from .validate import check_bits, check_choice, check_float, check_int, check_tensor, message
 
 SCHEMES = ("affine", "symmetric")
 EPS = torch.finfo(torch.float32).eps          # torch's observers clamp the scale to this
 
 
 # ----------------------------------------------------------------------------- checks
-def _bits(bits, func: str, high: int = 16) -> int:
-    return check_int(bits, "bits", func, low=1, high=high)
-
-
 def _axis(axis, x: torch.Tensor, func: str) -> int | None:
     if axis is None:
         return None
@@ -51,7 +62,7 @@ def _axis(axis, x: torch.Tensor, func: str) -> int | None:
 
 def qrange(bits: int = 8, scheme: str = "affine") -> tuple[int, int]:
     """(q_min, q_max): affine [0, 2^b − 1], symmetric [−2^(b−1), 2^(b−1) − 1]."""
-    bits = _bits(bits, "qrange")
+    bits = check_bits(bits, "bits", "qrange", high=16)
     check_choice(scheme, "scheme", "qrange", SCHEMES)
     return _qrange(bits, scheme)
 
@@ -82,15 +93,15 @@ def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
     min_val, max_val: floats or tensors of shape (C,) (per channel). Returns float32 scale and
     int64 zero_point tensors of the same shape (0-d for a float range).
     """
-    bits = _bits(bits, "qparams")
+    bits = check_bits(bits, "bits", "qparams", high=16)
     check_choice(scheme, "scheme", "qparams", SCHEMES)
     lo = torch.as_tensor(min_val, dtype=torch.float32)
     hi = torch.as_tensor(max_val, dtype=torch.float32)
     if lo.shape != hi.shape:
-        raise ValueError(_message("max_val", "qparams", f"of the same shape as min_val "
+        raise ValueError(message("max_val", "qparams", f"of the same shape as min_val "
                                   f"{tuple(lo.shape)}", f"shape {tuple(hi.shape)}"))
     if bool((lo > hi).any()) or bool(lo.isnan().any() | hi.isnan().any()):
-        raise ValueError(_message("max_val", "qparams", "≥ min_val (and not NaN)",
+        raise ValueError(message("max_val", "qparams", "≥ min_val (and not NaN)",
                                   (lo.tolist(), hi.tolist())))
     return _qparams(lo, hi, bits, scheme)
 
@@ -114,7 +125,7 @@ def observe(x: torch.Tensor, axis: int | None = None) -> tuple[torch.Tensor, tor
     axis = _axis(axis, x, "observe")
     x = x.detach().float()
     if x.numel() == 0:
-        raise ValueError(_message("x", "observe", "a non-empty tensor", "an empty tensor"))
+        raise ValueError(message("x", "observe", "a non-empty tensor", "an empty tensor"))
     if axis is None:
         return x.min(), x.max()
     lo, hi = x.movedim(axis, 0).reshape(x.shape[axis], -1).aminmax(dim=1)
@@ -125,13 +136,13 @@ def _entry(x, bits, scheme, axis, scale, zero_point, func: str):
     """The entry checks shared by `quantize` and `fake_quantize`; fills in x's min-max
     (scale, zero_point) when none is given. → (axis, scale, zero_point, q_min, q_max)."""
     check_tensor(x, "x", func)
-    bits = _bits(bits, func)
+    bits = check_bits(bits, "bits", func, high=16)
     check_choice(scheme, "scheme", func, SCHEMES)
     axis = _axis(axis, x, func)
     if scale is None:
         scale, zero_point = qparams(*observe(x, axis), bits=bits, scheme=scheme)
     elif zero_point is None:
-        raise ValueError(_message("zero_point", func, "given whenever scale is given", None))
+        raise ValueError(message("zero_point", func, "given whenever scale is given", None))
     return (axis, scale, zero_point, *qrange(bits, scheme))
 
 
@@ -156,7 +167,7 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     scale = torch.as_tensor(scale, dtype=torch.float32)
     zero_point = torch.as_tensor(zero_point)
     if axis is not None and scale.ndim == 1 and scale.numel() != q.shape[axis]:
-        raise ValueError(_message("scale", "dequantize", f"of length q.shape[{axis}] = "
+        raise ValueError(message("scale", "dequantize", f"of length q.shape[{axis}] = "
                                   f"{q.shape[axis]}", f"length {scale.numel()}"))
     return (q.to(torch.int64) - _shape(zero_point, q, axis)).float() * _shape(scale, q, axis)
 
@@ -214,17 +225,113 @@ def fixed_point(w: torch.Tensor, p: int, bits: int | None = None) -> torch.Tenso
     p = check_int(p, "p", "fixed_point", low=-32, high=32)
     q = torch.round(w * 2.0 ** p)
     if bits is not None:
-        bits = _bits(bits, "fixed_point", high=32)
+        bits = check_bits(bits, "bits", "fixed_point", high=32)
         q = torch.clamp(q, -2 ** (bits - 1), 2 ** (bits - 1) - 1)
     return q / 2.0 ** p
 
 
 # ----------------------------------------------------------------------------- k-means
-def __getattr__(name):          # quantize.kmeans & co. live in labkit/share.py (kept short)
-    if name in ("kmeans", "codebook_grad", "finetune_codebook"):
-        from . import share
-        return getattr(share, name)
-    raise AttributeError(f"module 'labkit.quantize' has no attribute {name!r}")
+def kmeans(x: torch.Tensor, bits: int, seed: int = 0, iters: int = 50, init: str = "linear"):
+    """Weight sharing by 1-D k-means (Lloyd) → (codebook (2^bits,), indices (x's shape, int64)).
+
+    x ≈ codebook[indices]. init (Han et al. 2016 §3.1): "linear" spaces the k = 2^bits centroids
+    evenly over the range (their best; deterministic). Here they are exactly the k levels of the
+    affine linear quantizer with the same bits (the range [min, max] widened to hold 0), so
+    k-means starts where linear quantization ends and, since no Lloyd step raises the error,
+    MSE(kmeans) ≤ MSE(linear) always. "density" starts at the quantiles of x, "random" (Forgy)
+    at k values of x drawn with `seed`. Each Lloyd iteration assigns every value to its nearest
+    centroid (boundaries at the midpoints) and moves each centroid to the mean of its values; a
+    centroid left with no values is moved onto the value with the largest error (as
+    scikit-learn does), which also never raises the error. Stops when nothing changes.
+    """
+    check_tensor(x, "x", "kmeans")
+    bits = check_bits(bits, "bits", "kmeans", high=16)
+    seed = check_int(seed, "seed", "kmeans", low=0)
+    iters = check_int(iters, "iters", "kmeans", low=0)
+    check_choice(init, "init", "kmeans", ("linear", "density", "random"))
+    if x.numel() == 0:
+        raise ValueError(message("x", "kmeans", "a non-empty tensor", "an empty tensor"))
+    v = x.detach().reshape(-1).double()
+    k = 2 ** bits
+    if init == "linear":
+        q_min, q_max = qrange(bits, "affine")
+        s, z = qparams(float(v.min()), float(v.max()), bits, "affine")
+        c = (torch.arange(q_min, q_max + 1, dtype=torch.float64) - int(z)) * float(s)
+    elif init == "density":
+        c = torch.quantile(v.float(), torch.linspace(0, 1, k)).double()
+    else:
+        g = torch.Generator().manual_seed(seed)
+        c = v[torch.randint(len(v), (k,), generator=g)].sort().values
+    vs = v.sort().values                     # on sorted values a cluster is a contiguous run,
+    csum = torch.cat([vs.new_zeros(1), vs.cumsum(0)])   # so its sum is a cumsum difference
+    edges = _edges(vs, c)
+    for _ in range(iters):
+        counts = edges[1:] - edges[:-1]
+        sums = csum[edges[1:]] - csum[edges[:-1]]
+        c = torch.where(counts > 0, sums / counts.clamp(min=1), c)
+        empty = torch.nonzero(counts == 0).reshape(-1)
+        n_move = 0
+        if len(empty):                       # empty centroids → the worst-fit values
+            err = (vs - c.repeat_interleave(counts)) ** 2
+            n_move = min(len(empty), int((err > 0).sum()))
+            if n_move:
+                c[empty[:n_move]] = vs[err.topk(n_move).indices]
+        c = c.sort().values
+        new = _edges(vs, c)
+        if torch.equal(new, edges) and not n_move:
+            break
+        edges = new
+    return c.to(x.dtype), _assign(v, c).reshape(x.shape)
+
+
+def _edges(vs: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Cluster k of the sorted values vs is vs[e_k : e_(k+1)] (the same rule as `_assign`)."""
+    mid = (c[1:] + c[:-1]) / 2
+    n = torch.tensor([len(vs)])
+    return torch.cat([torch.zeros(1, dtype=torch.int64), torch.searchsorted(vs, mid, right=True), n])
+
+
+def _assign(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest of the sorted centroids c for each value of v (ties → lower)."""
+    mid = (c[1:] + c[:-1]) / 2
+    return torch.bucketize(v, mid, right=False)
+
+
+def assign(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """The index of the nearest entry of a sorted 1-D codebook for every value of x (x's shape,
+    int64; a value half-way between two entries gets the lower one): the I of x ≈ codebook[I]."""
+    check_tensor(x, "x", "assign")
+    check_tensor(codebook, "codebook", "assign")
+    if codebook.ndim != 1 or len(codebook) == 0 or bool((codebook[1:] < codebook[:-1]).any()):
+        raise ValueError(message("codebook", "assign", "a sorted 1-D tensor", codebook))
+    return _assign(x.detach().double().reshape(-1), codebook.detach().double()).reshape(x.shape)
+
+
+def codebook_grad(indices: torch.Tensor, grad: torch.Tensor, k: int) -> torch.Tensor:
+    """∂L/∂C_k = Σ_i ∂L/∂W_i · 1(I_i = k) (Han et al. 2016, eq. 3): the gradients summed per
+    centroid. indices, grad: the same shape; returns (k,)."""
+    check_tensor(indices, "indices", "codebook_grad", floating=False)
+    check_tensor(grad, "grad", "codebook_grad")
+    k = check_int(k, "k", "codebook_grad", low=1)
+    if indices.shape != grad.shape:
+        raise ValueError(message("grad", "codebook_grad", f"of the shape of indices "
+                                  f"{tuple(indices.shape)}", f"shape {tuple(grad.shape)}"))
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= k):
+        raise ValueError(message("indices", "codebook_grad", f"in [0, {k})",
+                                  (int(indices.min()), int(indices.max()))))
+    return torch.zeros(k, dtype=grad.dtype).index_add_(0, indices.reshape(-1).long(),
+                                                       grad.reshape(-1))
+
+
+def finetune_codebook(codebook: torch.Tensor, indices: torch.Tensor, grad: torch.Tensor,
+                      lr: float) -> torch.Tensor:
+    """One gradient step on the shared weights: C ← C − lr · ∂L/∂C (a new tensor).
+
+    grad: ∂L/∂W of the layer whose weights are codebook[indices], e.g. `layer.weight.grad`.
+    """
+    check_tensor(codebook, "codebook", "finetune_codebook")
+    lr = check_float(lr, "lr", "finetune_codebook", low=0)
+    return codebook - lr * codebook_grad(indices, grad, len(codebook)).to(codebook.dtype)
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -238,11 +345,11 @@ def size_bytes(numel: int, bits: int, channels: int = 1, scheme: str = "affine",
     size = ceil((numel·bits + overhead) / 8). fp32 storage is size_bytes(n, 32, channels=0).
     """
     numel = check_int(numel, "numel", "size_bytes", low=0)
-    bits = _bits(bits, "size_bytes", high=64)
+    bits = check_bits(bits, "bits", "size_bytes", high=64)
     channels = check_int(channels, "channels", "size_bytes", low=0)
     check_choice(scheme, "scheme", "size_bytes", SCHEMES)
     codebook = check_int(codebook, "codebook", "size_bytes", low=0)
-    param_bits = check_int(param_bits, "param_bits", "size_bytes", low=1, high=64)
+    param_bits = check_bits(param_bits, "param_bits", "size_bytes", high=64)
     if codebook:
         overhead = codebook * param_bits
     else:

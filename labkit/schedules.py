@@ -20,13 +20,14 @@ growing amounts and record the accuracy; a layer whose accuracy holds gets a hig
 from __future__ import annotations
 
 import copy
+import functools
 
 import pandas as pd
 import torch
 from torch import nn
 
 from . import criteria, prune, sparsity, train
-from ._validate import _message, check_float, check_int, check_module, prunable_layers
+from .validate import check_float, check_int, check_module, message, per_layer, prunable_layers
 
 
 def agp_sparsity(t: int, s_f: float, s_i: float = 0.0, t0: int = 0, n: int = 10, dt: int = 1,
@@ -57,7 +58,7 @@ def gradual_prune_(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amount, s
     """Prune → retrain `steps` times along the AGP schedule, then fine-tune. In place.
 
     amount: final fraction s_f to remove (a float, or {layer: s_f} for per-layer ratios; each layer
-    follows its own s_t). Pruning step j = 1..steps prunes to s_j = agp_sparsity(j, s_f, n=steps),
+    follows its own s_t; `validate.per_layer`: a layer left out is not pruned). Pruning step j = 1..steps prunes to s_j = agp_sparsity(j, s_f, n=steps),
     (power=1: a linear ramp instead of the cubic one), then trains `epochs_per_step` epochs at constant `lr`; `fine_tune_epochs` more follow, with a
     cosine-annealed lr. fit_kwargs: more arguments for `train.fit` (e.g. max_shift=0). Returns one dict per step: step, target, sparsity, val_accuracy (if X_val).
     """
@@ -66,7 +67,8 @@ def gradual_prune_(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amount, s
     epochs_per_step = check_int(epochs_per_step, "epochs_per_step", "gradual_prune_", low=0)
     fine_tune_epochs = check_int(fine_tune_epochs, "fine_tune_epochs", "gradual_prune_", low=0)
     seed = check_int(seed, "seed", "gradual_prune_", low=0)
-    finals = prune._amounts(amount, layers, "gradual_prune_")
+    finals = per_layer(amount, [n for n, _ in layers], functools.partial(check_float, low=0, high=1, closed="left"),
+                       "amount", "gradual_prune_")
     history, kw = [], dict(fit_kwargs or {}, progress=False)
 
     def record(step, target):
@@ -95,7 +97,7 @@ def rewind_(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
         for name, p in model.named_parameters():
             key = name[:-len("_orig")] if name.endswith("_orig") else name
             if key not in state:
-                raise ValueError(_message("state", "rewind_", "a state_dict with every parameter of "
+                raise ValueError(message("state", "rewind_", "a state_dict with every parameter of "
                                           "model", f"no {key!r}"))
             p.copy_(state[key])
         for m in model.modules():                       # refresh w = w_orig · mask now
@@ -165,7 +167,7 @@ def sensitivity(model: nn.Module, X: torch.Tensor, y: torch.Tensor, amounts=(0.5
 def ratios_from_sensitivity(table: pd.DataFrame, max_drop: float = 0.01) -> dict[str, float]:
     """Per layer, the largest amount whose accuracy is within `max_drop` of dense (0.0 if none)."""
     if not isinstance(table, pd.DataFrame) or "dense" not in table:
-        raise TypeError(_message("table", "ratios_from_sensitivity", "a DataFrame from sensitivity()",
+        raise TypeError(message("table", "ratios_from_sensitivity", "a DataFrame from sensitivity()",
                                  type(table).__name__))
     max_drop = check_float(max_drop, "max_drop", "ratios_from_sensitivity", low=0, high=1)
     amounts = [c for c in table.columns if c != "dense"]
@@ -181,7 +183,7 @@ def allocate(table: pd.DataFrame, sizes: dict[str, int], target: float) -> dict[
     least extra accuracy per extra weight removed, Δacc_l / (Δa_l · n_l) (the larger layer on a tie).
     sizes: {layer: number of weights}. Raises ValueError if the table cannot reach the target."""
     if not isinstance(table, pd.DataFrame) or "dense" not in table:
-        raise TypeError(_message("table", "allocate", "a DataFrame from sensitivity()", type(table).__name__))
+        raise TypeError(message("table", "allocate", "a DataFrame from sensitivity()", type(table).__name__))
     target = check_float(target, "target", "allocate", low=0, high=1, closed="left")
     grid = sorted(c for c in table.columns if c != "dense")
     level = {layer: -1 for layer in table.index}              # index into grid; -1 = not pruned
@@ -193,6 +195,6 @@ def allocate(table: pd.DataFrame, sizes: dict[str, int], target: float) -> dict[
                     / ((grid[level[layer] + 1] - amount(layer)) * sizes[layer]), -sizes[layer], layer)
                    for layer in level if level[layer] + 1 < len(grid)]
         if not options:
-            raise ValueError(_message("target", "allocate", "reachable with the amounts of the table", target))
+            raise ValueError(message("target", "allocate", "reachable with the amounts of the table", target))
         level[min(options)[2]] += 1
     return {layer: amount(layer) for layer in level}

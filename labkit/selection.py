@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ._validate import _message, check_float, check_int, check_tensor
+from .validate import message, check_float, check_int, check_tensor
 
 
 def n_to_prune(amount: float, n: int) -> int:
@@ -116,7 +116,7 @@ def smallest_masks(scores: list[torch.Tensor], amount: float, absolute: bool = F
     (smallest |scores| if `absolute`). Ties at the threshold are pruned in order."""
     amount = check_float(amount, "amount", "smallest_masks", low=0, high=1, closed="left")
     if not isinstance(scores, (list, tuple)) or not scores:
-        raise TypeError(_message("scores", "smallest_masks", "a non-empty list of tensors", type(scores).__name__))
+        raise TypeError(message("scores", "smallest_masks", "a non-empty list of tensors", type(scores).__name__))
     for s in scores:
         check_tensor(s, "scores", "smallest_masks")
     plan = _plan(list(scores), amount, absolute)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._validate import _message, prunable_layers
+from .validate import message, prunable_layers
 
 
 def _counts(x, func: str) -> tuple[int, int]:
@@ -33,7 +33,7 @@ def _counts(x, func: str) -> tuple[int, int]:
             nonzero += int(torch.count_nonzero(layer.weight.detach()))
             total += layer.weight.numel()
         return nonzero, total
-    raise TypeError(_message("x", func, "a torch.Tensor or a torch.nn.Module", type(x).__name__))
+    raise TypeError(message("x", func, "a torch.Tensor or a torch.nn.Module", type(x).__name__))
 
 
 def density(x) -> float:

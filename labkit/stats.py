@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_float, check_int
+from .validate import check_float, check_int
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -19,10 +19,12 @@ inputs j·HW … (j+1)·HW − 1 of the Linear layer.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
-from ._validate import _message, check_float, check_module, check_tensor, prunable_layers
+from .validate import check_float, check_module, check_tensor, message, per_layer, prunable_layers
 from .prune import clone, n_to_prune
 
 CHAIN = (nn.Linear, nn.Conv2d)
@@ -32,7 +34,7 @@ def filter_norms(w: torch.Tensor) -> torch.Tensor:
     """s_j = Σ|F_j|: the L1 norm of each output filter/neuron of a weight (C_out, ...) → (C_out,)."""
     check_tensor(w, "w", "filter_norms")
     if w.ndim < 2:
-        raise ValueError(_message("w", "filter_norms", "a weight with at least 2 dimensions", tuple(w.shape)))
+        raise ValueError(message("w", "filter_norms", "a weight with at least 2 dimensions", tuple(w.shape)))
     return w.detach().abs().flatten(1).sum(1)
 
 
@@ -50,7 +52,7 @@ def _chain(model):
     layers = prunable_layers(model, "model", "prune_filters")
     bad = [n for n, m in layers if not isinstance(m, CHAIN) or getattr(m, "groups", 1) != 1]
     if bad:
-        raise ValueError(_message("model", "prune_filters", "a chain of Linear/Conv2d layers (groups=1)", bad))
+        raise ValueError(message("model", "prune_filters", "a chain of Linear/Conv2d layers (groups=1)", bad))
     return layers
 
 
@@ -83,21 +85,15 @@ def _shrink(layer, keep_out=None, keep_in=None, in_group=1):
 
 def prune_filters(model: nn.Module, amount) -> nn.Module:
     """A new, smaller dense model: remove the round(amount · C_out) filters/neurons of smallest L1
-    norm from every layer but the last. amount: a float, or {layer name: amount}. `model` is unchanged.
+    norm from every layer but the last. amount: a float, or {layer name: amount} (`validate.per_layer`:
+    a layer left out keeps its filters; the output layer is no valid name). `model` is unchanged.
     A masked model is copied with its masks folded (`prune.clone`): the norms count the pruned
     weights as zeros, and the zeros are kept in the smaller layers.
     """
     layers = _chain(check_module(model, "model", "prune_filters"))
     names = [n for n, _ in layers]
-    if isinstance(amount, dict):
-        if set(amount) - set(names[:-1]):
-            raise ValueError(_message("amount", "prune_filters", "a float or a dict keyed by layer names "
-                                      "other than the output layer", sorted(set(amount) - set(names[:-1]))))
-        amounts = {n: check_float(a, "amount", "prune_filters", low=0, high=1, closed="left")
-                   for n, a in amount.items()}
-    else:
-        a = check_float(amount, "amount", "prune_filters", low=0, high=1, closed="left")
-        amounts = {n: a for n in names[:-1]}
+    amounts = per_layer(amount, names[:-1], functools.partial(check_float, low=0, high=1, closed="left"),
+                        "amount", "prune_filters")
     new = clone(model)
     layers, keep_in = _chain(new), None                 # the copy's layers: masks folded
     for i, (name, layer) in enumerate(layers):

@@ -13,6 +13,7 @@ and the macro averages over classes (a class never predicted has precision 0, as
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._validate import _message, check_choice, check_float, check_int, check_module
+from .validate import message, check_choice, check_float, check_int, check_module
 from .data import random_shift
 
 
@@ -33,6 +34,23 @@ def seed_everything(seed: int) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """`with evaluating(model):` runs the block with `model` in eval mode (dropout off, batch-norm
+    on its running statistics) and afterwards gives every submodule the mode it had, also when
+    the block raises; a frozen batch-norm inside a training model stays frozen. Yields the model.
+    The one such context in labkit: predict, count.layers / latency, criteria.scores and distill
+    (for the teacher) use it."""
+    check_module(model, "model", "evaluating")
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -49,20 +67,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def _check_xy(X, y, func: str, x_name: str = "X", y_name: str = "y"):
     if not isinstance(X, torch.Tensor) or not X.is_floating_point():
-        raise TypeError(_message(x_name, func, "a floating-point torch.Tensor", type(X).__name__))
+        raise TypeError(message(x_name, func, "a floating-point torch.Tensor", type(X).__name__))
     if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
-        raise TypeError(_message(y_name, func, "an int64 torch.Tensor of class labels",
+        raise TypeError(message(y_name, func, "an int64 torch.Tensor of class labels",
                                  getattr(y, "dtype", type(y).__name__)))
     if len(X) != len(y) or len(y) == 0:
-        raise ValueError(_message(y_name, func, f"a non-empty tensor with as many rows as {x_name}",
+        raise ValueError(message(y_name, func, f"a non-empty tensor with as many rows as {x_name}",
                                   f"{len(y)} labels for {len(X)} samples"))
 
 
 def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr: float = 2e-3,
         batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0,
         max_shift: int = 2, schedule: str = "cosine",
-        device: str | torch.device = "auto", masks: dict[str, torch.Tensor] | None = None,
-        loss_fn=None, X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+        device: str | torch.device = "auto", loss_fn=None, X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
         progress: bool = True, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Train `model` in place with Adam and cross-entropy on (X, y). Returns a history dict.
 
@@ -70,9 +87,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     max_shift: each epoch, every image is translated by a random (dy, dx) ∈ [−max_shift,
       max_shift]² pixels (`data.random_shift`); 0 turns augmentation off. Needs X as (N, C, H, W).
     schedule: "cosine" anneals the learning rate from lr to 0 over the epochs; "constant" keeps it.
-    masks: {parameter name: keep-mask}; the masked weights are zeroed before training and
-      after every optimizer step, so they stay exactly zero (see also `labkit.prune`, whose
-      masks live in the model and need no argument here).
+    Pruned weights stay zero by themselves: `labkit.prune` keeps its masks in the model.
     loss_fn(logits, y, X) → scalar: replaces cross-entropy (used for distillation).
     history: {"loss": [per epoch], "val_accuracy": [per epoch, if X_val given], "seconds"}.
     """
@@ -86,35 +101,22 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     max_shift = check_int(max_shift, "max_shift", "fit", low=0, high=8)
     check_choice(schedule, "schedule", "fit", ("cosine", "constant"))
     if max_shift and X.ndim != 4:
-        raise ValueError(_message("max_shift", "fit", "0 when X is not a batch of images "
+        raise ValueError(message("max_shift", "fit", "0 when X is not a batch of images "
                                   "(N, C, H, W)", max_shift))
     if X_val is not None:
         _check_xy(X_val, y_val, "fit", "X_val", "y_val")
     dev = resolve_device(device)
     model.to(dev)
-    params = dict(model.named_parameters())
-    if masks:
-        unknown = sorted(set(masks) - set(params))
-        if unknown:
-            raise ValueError(_message("masks", "fit", "a dict keyed by parameter names of model",
-                                      unknown))
-        masks = {k: m.to(dev, torch.bool) for k, m in masks.items()}
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
              if schedule == "cosine" else None)
     loss_fn = loss_fn or (lambda logits, target, _x: nn.functional.cross_entropy(logits, target))
-
-    @torch.no_grad()
-    def apply_masks():
-        for k, m in (masks or {}).items():
-            params[k].mul_(m)
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)                                  # dropout and other layer RNG
     X, y = X.to(dev), y.to(dev)
     history = {"loss": [], "val_accuracy": []}
     start = time.perf_counter()
-    apply_masks()
     for _ in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
         model.train()
         order = torch.randperm(len(y), generator=gen).to(dev)
@@ -126,7 +128,6 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            apply_masks()
             total += loss.item() * len(idx)
         if sched is not None:
             sched.step()
@@ -143,11 +144,8 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = 1024,
     """Logits of `model` on X, in eval mode, in batches, returned on the CPU."""
     check_module(model, "model", "predict")
     dev = resolve_device(device)
-    was_training = model.training
-    model.eval().to(dev)
-    out = torch.cat([model(X[i:i + batch_size].to(dev)).cpu() for i in range(0, len(X), batch_size)])
-    model.train(was_training)
-    return out
+    with evaluating(model.to(dev)):
+        return torch.cat([model(X[i:i + batch_size].to(dev)).cpu() for i in range(0, len(X), batch_size)])
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, device="auto") -> float:

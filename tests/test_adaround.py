@@ -95,7 +95,8 @@ def test_bad_input():
     x = torch.randn(2, 3, 8, 8)
     with pytest.raises(ValueError, match=r"The 'iters' parameter of adaround must be an int in the range \[0, inf\]"):
         adaround.adaround(small(), x, iters=-1)
-    with pytest.raises(TypeError, match="'model' parameter of adaround must be an nn.Sequential or have a 'features'"):
+    with pytest.raises(TypeError, match="'model' parameter of adaround must be an nn.Sequential or have a 'features' "
+                                        "nn.Sequential. Got 'Linear' instead."):
         adaround.adaround(nn.Linear(2, 2), x)
     with pytest.raises(TypeError, match="'calibration' parameter of adaround"):
         adaround.adaround(small(), x.numpy())

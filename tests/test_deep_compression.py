@@ -63,3 +63,14 @@ def test_finetune_shared_moves_codebook_not_pruned_weights():
 def test_bad_input(call, exc):
     with pytest.raises(exc, match="parameter of"):
         call()
+
+
+def test_size_table_needs_index_bits_for_every_layer():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    shared = dc.share_pruned_(model, bits=1)
+    assert dc.size_table(model, shared, index_bits={"0": 2, "2": 3}).shape[0] == 3
+    with pytest.raises(ValueError, match=r"'index_bits' parameter of size_table must be an int or a dict with "
+                                         r"an entry for every prunable layer \['0', '2'\]. Got \['2'\] instead"):
+        dc.size_table(model, shared, index_bits={"0": 2})
+    with pytest.raises(ValueError, match=r"among '0', '2'. Got \['9'\]"):
+        dc.size_table(model, shared, index_bits={"0": 2, "2": 2, "9": 2})

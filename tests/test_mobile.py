@@ -151,8 +151,10 @@ def test_bad_input(tmp_path):
         mobile.quantize_pt2e(model, x, [x], method="adaround")
     with pytest.raises(ValueError, match="'bias_correction' parameter of export"):
         mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], bias_correction=True)
-    with pytest.raises(TypeError, match="'bias_correction' parameter of export"):
+    with pytest.raises(TypeError, match="'bias_correction' parameter of export must be a bool. Got 'yes' instead"):
         mobile.export(model, tmp_path / "m.pte", x, bias_correction="yes")
+    with pytest.raises(TypeError, match=r"^The 'adaround' parameter of export must be a bool\. Got 1 instead\.$"):
+        mobile.export(model, tmp_path / "m.pte", x, adaround=1)
     with pytest.raises(ValueError, match="'adaround' parameter of export must be False unless quantize='int8' for a .pte"):
         mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], adaround=True)
     with pytest.raises(FileNotFoundError, match="mobile.export"):

@@ -220,16 +220,18 @@ def test_apply_masks_multiplies():
 
 def test_bad_input():
     model = models.lenet300_100()
-    with pytest.raises(ValueError, match=r"^The 'amount' parameter of magnitude_ must be a float in the "
+    with pytest.raises(ValueError, match=r"^The 'amount' parameter of magnitude must be a float in the "
                                          r"range \[0, 1\)\. Got 1\.5 instead\.$"):
         prune.magnitude(model, 1.5)
-    with pytest.raises(TypeError, match="'amount' parameter of magnitude_"):
+    with pytest.raises(ValueError, match=r"^The 'amount' parameter of magnitude_ must be a float"):
+        prune.magnitude_(model, 1.5)
+    with pytest.raises(TypeError, match="'amount' parameter of magnitude"):
         prune.magnitude(model, "0.5")
     with pytest.raises(ValueError, match="'scope' parameter"):
         prune.magnitude(model, 0.5, scope="net")
     with pytest.raises(ValueError, match="at least one Linear or Conv"):
         prune.magnitude(nn.Sequential(nn.ReLU()), 0.5)
-    with pytest.raises(TypeError, match="'model' parameter"):
+    with pytest.raises(TypeError, match="'model' parameter of magnitude"):
         prune.magnitude(W, 0.5)
     with pytest.raises(ValueError, match="'amount' parameter"):
         prune.magnitude(model, {"nope": 0.5})
@@ -371,3 +373,18 @@ def test_allocate_marginal_greedy_hand_example():
     assert schedules.allocate(table, sizes, 0.85) == {"big": 0.9, "small": 0.5}
     with pytest.raises(ValueError, match="'target' parameter of allocate"):
         schedules.allocate(table, sizes, 0.95)
+
+
+def test_magnitude_returns_a_pruned_copy_and_magnitude_prunes_in_place():
+    """The module's rule: a trailing _ changes the model in place; magnitude without it does not."""
+    model = models.lenet300_100(seed=0)
+    prune.magnitude_(model, 0.25)                                   # a masked model as input
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = prune.magnitude(model, 0.5)
+    assert out is not model
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())    # unchanged
+    ref = prune.magnitude_(prune.clone(model), 0.5)
+    assert prune.masks(out).keys() == prune.masks(ref).keys() == {"1", "3", "5"}
+    assert all(torch.equal(prune.masks(out)[n], prune.masks(ref)[n]) for n in ("1", "3", "5"))
+    assert prune.magnitude_(model, 0.5) is model and (prune.masks(model)["1"] == prune.masks(ref)["1"]).all()

@@ -215,8 +215,9 @@ def test_an_exported_graph_quantizes_like_its_model():
 
 def test_bad_input():
     model, x = block(), data(1, 0)
-    with pytest.raises(TypeError, match="'fuse_relu6' parameter of quantize_pt2e must be a bool"):
-        pt2e.quantize_pt2e(model, x, [x], fuse_relu6=1)
+    with pytest.raises(TypeError, match=r"^The 'fuse_relu6' parameter of quantize_pt2e must be a bool\. Got 1 instead\.$"):
+        pt2e.quantize_pt2e(model, x, [x], fuse_relu6=1)    # the value's repr: 1, not the str '1'
+
     with pytest.raises(TypeError, match="'bias_correction' parameter of quantize_pt2e must be a bool"):
         pt2e.quantize_pt2e(model, x, [x], bias_correction="yes")
     with pytest.raises(TypeError, match="'adaround' parameter of quantize_pt2e must be a bool"):

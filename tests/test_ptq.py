@@ -130,3 +130,16 @@ def test_bad_input(trained, digits):
         ptq.quantize_weights(trained, {"9": 4})
     with pytest.raises(ValueError, match="'method' parameter of quantize_weights"):
         ptq.quantize_weights(trained, 4, method="log")
+
+
+def test_granularity_is_quantize_axis():
+    """The one mapping (documented in labkit.quantize): "tensor" ↔ axis=None, "channel" ↔ axis=0."""
+    from labkit import quantize as Q
+
+    assert ptq.AXES == {"tensor": None, "channel": 0} and set(ptq.AXES) == set(ptq.GRANULARITIES)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4))
+    for granularity, axis in ptq.AXES.items():
+        got = ptq.quantize_weights(model, 3, "affine", granularity)[0].weight
+        assert torch.equal(got, Q.fake_quantize(model[0].weight, 3, "affine", axis))
+        assert ptq.QuantLayer(nn.Linear(2, 2), granularity=granularity).axis == axis

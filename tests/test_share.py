@@ -76,3 +76,19 @@ def test_share_weights_of_a_masked_model_shares_the_kept_weights_and_keeps_the_m
     m(x)
     assert len(torch.unique(m[1].weight)) <= 5 and torch.equal(m[1].weight != 0, keep["1"])
     assert not torch.equal(m[1].weight_orig, shared["1"][0][shared["1"][1]])   # the step trained C
+
+
+def test_the_kmeans_kernels_live_in_quantize_and_share_only_wraps_them():
+    """torch's kernel/wrapper split: the pure kernels in quantize, what changes a module in share."""
+    for name in ("kmeans", "assign", "codebook_grad", "finetune_codebook"):
+        assert getattr(Q, name).__module__ == "labkit.quantize"
+    assert not hasattr(Q, "__getattr__")                    # no lazy import of share from quantize
+    assert share.share_weights_.__module__ == share.CodebookSGD.__module__ == "labkit.share"
+
+
+def test_assign_is_the_nearest_codebook_entry():
+    c = torch.tensor([-1.0, 0.0, 2.0])
+    x = torch.tensor([[-3.0, -0.5], [0.9, 1.1]])             # -0.5: a tie → the lower entry
+    assert Q.assign(x, c).tolist() == [[0, 0], [1, 2]]
+    with pytest.raises(ValueError, match="'codebook' parameter of assign must be a sorted 1-D tensor"):
+        Q.assign(x, torch.tensor([2.0, 0.0]))

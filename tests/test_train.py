@@ -53,11 +53,17 @@ def test_fit_is_repeatable_with_a_seed(digits):
         assert torch.equal(pa, pb)
 
 
-def test_masks_keep_weights_at_zero(digits):
+def test_fit_has_no_masks_argument_prune_keeps_its_masks_in_the_model(digits):
+    """fit(masks=) was keyed by parameter names ("1.weight"), prune's masks by layer names ("1"):
+    one mechanism is left, prune's."""
+    from labkit import prune
+
     model = small_mlp()
     mask = torch.rand(32, 64, generator=torch.Generator().manual_seed(0)) > 0.7
-    train.fit(model, digits.X_train, digits.y_train, epochs=3, progress=False, max_shift=0,
-              masks={"1.weight": mask})
+    with pytest.raises(TypeError, match="masks"):
+        train.fit(model, digits.X_train, digits.y_train, epochs=1, masks={"1.weight": mask})
+    prune.apply_masks_(model, {"1": mask})
+    train.fit(model, digits.X_train, digits.y_train, epochs=3, progress=False, max_shift=0)
     assert torch.equal(model[1].weight[~mask], torch.zeros(int((~mask).sum())))
     assert (model[1].weight[mask] != 0).all()
 
@@ -89,9 +95,66 @@ def test_bad_input(digits):
         train.fit(m, digits.X_train, digits.y_train.float())
     with pytest.raises(ValueError, match="'y' parameter of fit"):
         train.fit(m, digits.X_train, digits.y_train[:5])
-    with pytest.raises(ValueError, match="'masks' parameter of fit"):
-        train.fit(m, digits.X_train, digits.y_train, masks={"nope.weight": torch.ones(1)})
     with pytest.raises(ValueError, match="'max_shift' parameter of fit"):
         train.fit(m, digits.X_train.flatten(1), digits.y_train, max_shift=2)
     with pytest.raises(TypeError, match="'model' parameter of evaluate"):
         train.evaluate("model", digits.X_test, digits.y_test)
+
+
+# ---------------------------------------------------------------- one eval-mode context for every module
+def _mixed():
+    """A model in training mode with a frozen (eval-mode) batch-norm inside it."""
+    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 3)).train()
+    m[1].eval()
+    return m
+
+
+def _modes(m):
+    return [x.training for x in m.modules()]
+
+
+def test_evaluating_restores_every_submodule_even_when_the_block_raises():
+    m = _mixed()
+    before = _modes(m)
+    with train.evaluating(m) as inside:
+        assert inside is m and not any(_modes(m))
+    assert _modes(m) == before
+    with pytest.raises(RuntimeError, match="boom"):
+        with train.evaluating(m):
+            raise RuntimeError("boom")
+    assert _modes(m) == before
+    with pytest.raises(TypeError, match="'model' parameter of evaluating"):
+        with train.evaluating("m"):
+            pass
+
+
+def test_every_eval_mode_user_restores_the_modes_it_found():
+    from labkit import count, criteria, distill
+
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    calls = {
+        "train.predict": lambda m: train.predict(m, x, device="cpu"),
+        "count.layers": lambda m: count.layers(m, (4,)),
+        "count.latency": lambda m: count.latency(m, x, repeats=1, warmup=0),
+        "criteria.scores": lambda m: criteria.scores(m, x, y, criterion="gradient"),
+        "distill.distill (teacher)": lambda m: distill.distill(
+            nn.Sequential(nn.Linear(4, 3)), m, x, y, epochs=1, max_shift=0, progress=False, device="cpu"),
+    }
+    for name, call in calls.items():
+        m = _mixed()
+        before = _modes(m)
+        call(m)
+        assert _modes(m) == before, name            # the frozen batch-norm stays frozen
+
+
+def test_criteria_scores_restores_training_mode_when_the_loss_raises():
+    from labkit import criteria
+
+    m = _mixed()
+
+    def bad_loss(logits, target):
+        raise RuntimeError("bad loss")
+
+    with pytest.raises(RuntimeError, match="bad loss"):
+        criteria.scores(m, torch.randn(8, 4), torch.randint(0, 3, (8,)), criterion="taylor", loss_fn=bad_loss)
+    assert m.training and m[0].training

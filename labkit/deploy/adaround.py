@@ -11,7 +11,9 @@ weight to minimize the output error on calibration data, relaxed to a continuous
 
     min_V  ‖f(W x) − f(W̃ x̃)‖²  +  λ Σ (1 − |2h(V) − 1|^β)
 
-- s = max|W_c| / 127, one scale per output channel c (XNNPACK's symmetric per-channel int8); the
+- s = max|W_c| / 127, one scale per output channel c: XNNPACK's per-channel int8, the *restricted
+  symmetric* grid [−127, 127] (labkit.quantize's "symmetric" is *torch symmetric*, [−128, 127] with
+  s = max|W| / 127.5; the two are compared in labkit.quantize's docstring); the
   largest |W_c| keeps its level ±127, so a quantizer that derives s from the rounded weights finds
   the same s and the same integers — `pt2e.quantize_pt2e` and the `.pte` program carry AdaRound's.
 - x is the layer's input in the fp32 network, x̃ its input in the network whose earlier layers are
@@ -36,11 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .._validate import check_float, check_int, check_module, check_tensor
+from ..validate import check_float, check_int, check_module, check_tensor, message
 from ..prune import clone
 
 ZETA, GAMMA = 1.1, -0.1
-LEVELS = 127                      # symmetric int8: integers in [−127, 127]
+LEVELS = 127                      # restricted symmetric int8: integers in [−127, 127]
 
 
 # ---------------------------------------------------------------- kernels (pure)
@@ -201,8 +203,8 @@ def adaround(model: nn.Module, calibration: torch.Tensor, iters: int = 50, posit
     seed = check_int(seed, "seed", "adaround", low=0)
     features = model if isinstance(model, nn.Sequential) else getattr(model, "features", None)
     if not isinstance(features, nn.Sequential):
-        raise TypeError("The 'model' parameter of adaround must be an nn.Sequential or have a 'features' "
-                        f"nn.Sequential. Got {type(model).__name__} instead.")
+        raise TypeError(message("model", "adaround", "an nn.Sequential or have a 'features' nn.Sequential",
+                                type(model).__name__))
     reference = fold_bn(model)
     rounded = clone(reference)
 

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .._validate import _message, check_float, check_int
 from ..stats import wilson_interval  # noqa: F401  (notebook 08 and tests use images.wilson_interval)
+from ..validate import message, check_float, check_int
 from .mobilenet import preprocess, wnids
 
 SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
@@ -95,10 +95,10 @@ def _random_view(image: np.ndarray, g: torch.Generator) -> torch.Tensor:
 # ---------------------------------------------------------------- image files on disk
 def _folder(root, func: str) -> Path:
     if not isinstance(root, (str, Path)):
-        raise TypeError(_message("root", func, "a str or Path", type(root).__name__))
+        raise TypeError(message("root", func, "a str or Path", type(root).__name__))
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(_message("root", func, "an existing folder", str(root)))
+        raise ValueError(message("root", func, "an existing folder", str(root)))
     return root
 
 
@@ -119,11 +119,11 @@ def image_files(root, limit: int | None = None) -> list[tuple[Path, int]]:
         name = folder.name
         label = index.get(name, int(name) if name.isdigit() and int(name) < 1000 else None)
         if label is None:
-            raise ValueError(_message("root", "image_files", "a folder whose sub-folders are wnids "
+            raise ValueError(message("root", "image_files", "a folder whose sub-folders are wnids "
                                       "or class indices 0–999", f"sub-folder {name!r}"))
         out += [(f, label) for f in sorted(filter(_is_image, folder.iterdir()))[:limit]]
     if not out:
-        raise ValueError(_message("root", "image_files", "a folder with at least one image", str(root)))
+        raise ValueError(message("root", "image_files", "a folder with at least one image", str(root)))
     return out
 
 
@@ -135,7 +135,7 @@ def sample_files(root, n: int, seed: int = 0) -> list[Path]:
     files = sorted(filter(_is_image, root.rglob("*")))
     n = check_int(n, "n", "sample_files", low=1, high=max(1, len(files)))
     if not files:
-        raise ValueError(_message("root", "sample_files", "a folder with at least one image", str(root)))
+        raise ValueError(message("root", "sample_files", "a folder with at least one image", str(root)))
     pick = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:n]
     return [files[i] for i in sorted(pick.tolist())]
 
@@ -165,10 +165,10 @@ def evaluate(models: dict, files, batch_size: int = 64) -> pd.DataFrame:
     at a time. The first model is the reference: `agreement` is each model's top-1 agreement
     with it and `delta_top1` its top-1 minus the reference's, in points. One row per model."""
     if not isinstance(models, dict) or not models or not all(callable(m) for m in models.values()):
-        raise TypeError(_message("models", "evaluate", "a non-empty dict of name → callable", type(models).__name__))
+        raise TypeError(message("models", "evaluate", "a non-empty dict of name → callable", type(models).__name__))
     files = list(files)
     if not files:
-        raise ValueError(_message("files", "evaluate", "a non-empty list of (path, label)", files))
+        raise ValueError(message("files", "evaluate", "a non-empty list of (path, label)", files))
     batch_size = check_int(batch_size, "batch_size", "evaluate", low=1)
     top5 = {name: [] for name in models}
     for start in range(0, len(files), batch_size):

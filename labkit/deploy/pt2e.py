@@ -5,7 +5,8 @@ The flow is torchao's PT2E, the one ExecuTorch documents (torch 2.13 no longer h
 
     torch.export → prepare_pt2e(XNNPACKQuantizer) → run calibration batches → convert_pt2e
 
-Weights are int8, symmetric, one scale per output channel c:  s_c = max|W_c| / 127,
+Weights are int8, restricted symmetric (not labkit.quantize's torch symmetric [−128, 127]), one
+scale per output channel c:  s_c = max|W_c| / 127,
 W_q = clamp(round(W / s_c), −127, 127), after BatchNorm is folded into the convolution.
 Activations are int8 affine per tensor, x_q = clamp(round(x / s) + z, −128, 127), with (s, z)
 chosen from the calibration data by `method`:
@@ -56,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import _message, check_choice, check_module, check_tensor
+from ..validate import check_bool, check_choice, check_module, check_tensor, message
 from ._fx import CLAMPS as _CLAMPS, INSTALL, need as _need, op as _op  # noqa: F401  (INSTALL: pt2e's API)
 from .adaround import adaround as round_weights, fold_bn
 from ..prune import clone
@@ -131,12 +132,12 @@ def check_calibration(calibration, example_input, func: str) -> list[torch.Tenso
     if isinstance(calibration, torch.Tensor):
         calibration = [calibration]
     if not isinstance(calibration, (list, tuple)) or not calibration:
-        raise TypeError(_message("calibration", func, "a non-empty list of input batches (tensors)",
+        raise TypeError(message("calibration", func, "a non-empty list of input batches (tensors)",
                                  type(calibration).__name__))
     for b in calibration:
         check_tensor(b, "calibration", func)
         if b.shape[1:] != example_input.shape[1:]:
-            raise ValueError(_message("calibration", func, f"batches of shape (N, {tuple(example_input.shape[1:])})",
+            raise ValueError(message("calibration", func, f"batches of shape (N, {tuple(example_input.shape[1:])})",
                                       tuple(b.shape)))
     return list(calibration)
 
@@ -267,8 +268,7 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
     calibration = check_calibration(calibration, example_input, "quantize_pt2e")
     check_choice(method, "method", "quantize_pt2e", METHODS)
     for name, flag in (("fuse_relu6", fuse_relu6), ("bias_correction", bias_correction), ("adaround", adaround)):
-        if not isinstance(flag, bool):
-            raise TypeError(_message(name, "quantize_pt2e", "a bool", repr(flag)))
+        check_bool(flag, name, "quantize_pt2e")
     _need("executorch")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 

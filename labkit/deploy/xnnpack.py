@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import _message
+from ..validate import message
 from ._fx import CLAMPS as _CLAMPS, op as _op
 
 _Q = "quantize_per_tensor"
@@ -248,6 +248,6 @@ def emulate(quantized) -> Emulated:
     """A module that computes `quantized` (`pt2e.quantize_pt2e`'s graph) as the `.pte` that
     `mobile.export` lowers from it does on XNNPACK: the same outputs, bit for bit."""
     if not isinstance(quantized, torch.fx.GraphModule):
-        raise TypeError(_message("quantized", "emulate", "a torch.fx.GraphModule from labkit.pt2e.quantize_pt2e",
+        raise TypeError(message("quantized", "emulate", "a torch.fx.GraphModule from labkit.pt2e.quantize_pt2e",
                                  type(quantized).__name__))
     return Emulated(quantized)

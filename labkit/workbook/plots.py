@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torch import nn
 
-from .._validate import prunable_layers
+from ..validate import prunable_layers
 
 
 def weight_histograms(model: nn.Module, tau: float | None = None, bins: int = 80, log: bool = True):

@@ -4,7 +4,11 @@
 
 A wrong type raises TypeError, a value out of range raises ValueError; both name the
 parameter, the function and what is allowed, so the user never sees a traceback from
-deep inside torch.
+deep inside torch. The value is shown with repr(): `Got 1.5`, `Got '1.5'` (a str), `Got True`.
+A hand-written check builds its message with `message(name, func, allowed, value)`.
+
+`per_layer` reads the "one value, or {layer name: value}" parameters of prune, structured,
+ptq, lowrank and deep_compression.
 """
 from __future__ import annotations
 
@@ -15,7 +19,11 @@ import torch
 from torch import nn
 
 
-def _message(name: str, func: str, allowed: str, value) -> str:
+def message(name: str, func: str, allowed: str, value) -> str:
+    """The one message form: "The '<name>' parameter of <func> must be <allowed>. Got <repr(value)> instead."
+
+    Pass the offending value itself (not its repr: the message takes the repr), or a short
+    description of it such as `type(x).__name__` or `f"shape {tuple(x.shape)}"`."""
     return f"The '{name}' parameter of {func} must be {allowed}. Got {value!r} instead."
 
 
@@ -43,10 +51,10 @@ def check_float(value, name: str, func: str, low=None, high=None, closed: str = 
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(_message(name, func, allowed, value))
+        raise TypeError(message(name, func, allowed, value))
     value = float(value)
     if math.isnan(value) or not _in_range(value, low, high, closed):
-        raise ValueError(_message(name, func, allowed, value))
+        raise ValueError(message(name, func, allowed, value))
     return value
 
 
@@ -54,35 +62,70 @@ def check_int(value, name: str, func: str, low=None, high=None) -> int:
     """Return `value` as an int if it is an integer in [low, high], else raise."""
     allowed = f"an int in the range {_interval(low, high, 'both')}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(_message(name, func, allowed, value))
+        raise TypeError(message(name, func, allowed, value))
     value = int(value)
     if not _in_range(value, low, high, "both"):
-        raise ValueError(_message(name, func, allowed, value))
+        raise ValueError(message(name, func, allowed, value))
     return value
+
+
+def check_bits(value, name: str, func: str, low: int = 1, high: int = 32) -> int:
+    """Return `value` as an int if it is a bit width in [low, high] (default 1 to 32), else raise."""
+    return check_int(value, name, func, low=low, high=high)
+
+
+def check_bool(value, name: str, func: str) -> bool:
+    """Return `value` if it is True or False (not 0, 1, None or "yes"), else raise TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(message(name, func, "a bool", value))
+    return value
+
+
+def per_layer(value, names, check, name: str, func: str) -> dict:
+    """{layer name: checked value} from a parameter that is one value for every layer, or a dict
+    {layer name: value}.
+
+    names: the layer names a dict may use (the function's layers, in order).
+    check(v, name, func): checks one value and returns it, e.g.
+      `functools.partial(check_float, low=0, high=1, closed="left")`; it sees every value.
+    One value gives {n: value for n in names}. A dict key that is not in `names` raises a
+    ValueError that lists the valid names. The rule for a missing layer, the same in every
+    labkit function: a layer missing from the dict is missing from the result, and the function
+    leaves that layer as it is (not pruned, not quantized, not factorized, not shared).
+    """
+    names = list(names)
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(message(name, func, "one value or a dict keyed by layer names among "
+                                     + ", ".join(repr(n) for n in names), sorted(unknown, key=str)))
+        return {n: check(value[n], name, func) for n in names if n in value}
+    value = check(value, name, func)
+    return dict.fromkeys(names, value)
 
 
 def check_choice(value, name: str, func: str, choices) -> str:
     """Return `value` if it is one of `choices`, else raise ValueError (TypeError if not a str)."""
     allowed = "one of " + ", ".join(repr(c) for c in choices)
     if not isinstance(value, str) and not any(value is c for c in choices):
-        raise TypeError(_message(name, func, allowed, value))
+        raise TypeError(message(name, func, allowed, value))
     if value not in choices:
-        raise ValueError(_message(name, func, allowed, value))
+        raise ValueError(message(name, func, allowed, value))
     return value
 
 
 def check_tensor(value, name: str, func: str, floating: bool = True) -> torch.Tensor:
     """Return `value` if it is a torch.Tensor (floating point unless `floating=False`)."""
     if not isinstance(value, torch.Tensor):
-        raise TypeError(_message(name, func, "a torch.Tensor", type(value).__name__))
+        raise TypeError(message(name, func, "a torch.Tensor", type(value).__name__))
     if floating and not value.is_floating_point():
-        raise TypeError(_message(name, func, "a floating-point torch.Tensor", f"dtype {value.dtype}"))
+        raise TypeError(message(name, func, "a floating-point torch.Tensor", f"dtype {value.dtype}"))
     return value
 
 
 def check_module(value, name: str, func: str) -> nn.Module:
     if not isinstance(value, nn.Module):
-        raise TypeError(_message(name, func, "a torch.nn.Module", type(value).__name__))
+        raise TypeError(message(name, func, "a torch.nn.Module", type(value).__name__))
     return value
 
 
@@ -97,6 +140,6 @@ def prunable_layers(model: nn.Module, name: str, func: str) -> list[tuple[str, n
     check_module(model, name, func)
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if not layers:
-        raise ValueError(_message(name, func, "a model with at least one Linear or Conv layer",
+        raise ValueError(message(name, func, "a model with at least one Linear or Conv layer",
                                   type(model).__name__))
     return layers
