@@ -143,3 +143,28 @@ def prunable_layers(model: nn.Module, name: str, func: str) -> list[tuple[str, n
         raise ValueError(message(name, func, "a model with at least one Linear or Conv layer",
                                   type(model).__name__))
     return layers
+
+
+BAD_KINDS = ("none", "negative", "str", "nan", "empty", "nan_tensor", "list", "large")
+
+
+def accepts(**why):
+    """Declare, beside a function, the kinds of bad-looking input it legitimately accepts, and why.
+
+        @accepts(empty="the Huffman code of nothing is 0 bits")
+        def huffman_bits(symbols): ...
+
+    Kinds (tests/test_bad_input.py calls every public function with each): none (None),
+    negative (-1), str ("x"), nan (float NaN), empty (an empty tensor), nan_tensor (a tensor
+    holding NaN), list ([]), large (10**9). The function itself is returned unchanged.
+    """
+    unknown = set(why) - set(BAD_KINDS)
+    if unknown:
+        raise ValueError(message("why", "accepts", "keyword arguments among " + ", ".join(BAD_KINDS),
+                                 sorted(unknown)))
+
+    def mark(fn):
+        fn.__labkit_accepts__ = {**getattr(fn, "__labkit_accepts__", {}), **why}
+        return fn
+
+    return mark
