@@ -104,7 +104,7 @@ def execute(path: str, timeout: int = 900) -> float:
 
 
 def sanitizers() -> list[tuple[re.Pattern, str]]:
-    cfg = configparser.ConfigParser()
+    cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(ROOT / "tests" / "nbval_sanitize.cfg")
     return [(re.compile(cfg[s]["regex"]), cfg[s]["replace"]) for s in cfg.sections()]
 
