@@ -119,6 +119,11 @@ def lottery_ticket(make_model, X: torch.Tensor, y: torch.Tensor, X_test: torch.T
     reinit (test accuracy), and with X_val the learning curves ticket_curve, reinit_curve (validation
     accuracy after each epoch).
     """
+    if not callable(make_model):
+        raise TypeError(message("make_model", "lottery_ticket", "a callable make_model(seed) → model",
+                                 type(make_model).__name__))
+    train._check_xy(X, y, "lottery_ticket")
+    train._check_xy(X_test, y_test, "lottery_ticket", "X_test", "y_test")
     rounds = check_int(rounds, "rounds", "lottery_ticket", low=1)
     rate = check_float(rate, "rate", "lottery_ticket", low=0, high=1, closed="neither")
     epochs = check_int(epochs, "epochs", "lottery_ticket", low=1)
