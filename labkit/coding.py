@@ -199,7 +199,7 @@ def relative_index(mask, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
     return stored, filler
 
 
-@accepts(list="no stored entries have no positions: an empty array")
+@accepts(list="no stored entries, no positions: an empty array")
 def positions(stored, filler) -> np.ndarray:
     """Invert `relative_index`: the flat positions of the real (non-filler) entries."""
     stored = _symbols(stored, "positions")
