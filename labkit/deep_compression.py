@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from . import coding
-from .validate import check_bits, check_module, message, per_layer, prunable_layers
+from .validate import check_bits, check_module, check_xy, message, per_layer, prunable_layers
 from .quantize import kmeans
 from .share import CodebookSGD
-from .train import _check_xy, fit
+from .train import fit
 
 
 _BITS = functools.partial(check_bits, high=16)
@@ -88,7 +88,7 @@ def finetune_shared_(model: nn.Module, shared: dict, X: torch.Tensor, y: torch.T
                 or not all(isinstance(t, torch.Tensor) for t in entry) or entry[1].shape != w.shape):
             raise ValueError(message("shared", "finetune_shared_", "{layer name: (codebook, indices "
                                       "shaped like its weight)} from share_pruned_ on this model", name))
-    _check_xy(X, y, "finetune_shared_")
+    check_xy(X, y, "finetune_shared_")
     hooks = []
     for name, (codebook, idx) in shared.items():
         mask = (idx != len(codebook) - 1).to(mods[name].weight.dtype)

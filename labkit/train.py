@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .validate import accepts, message, check_choice, check_float, check_int, check_module, check_tensor
+from .validate import accepts, message, check_choice, check_float, check_int, check_module, check_tensor, check_xy
 from .data import random_shift
 
 
@@ -70,17 +70,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _check_xy(X, y, func: str, x_name: str = "X", y_name: str = "y"):
-    if not isinstance(X, torch.Tensor) or not X.is_floating_point():
-        raise TypeError(message(x_name, func, "a floating-point torch.Tensor", type(X).__name__))
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
-        raise TypeError(message(y_name, func, "an int64 torch.Tensor of class labels",
-                                 getattr(y, "dtype", type(y).__name__)))
-    if len(X) != len(y) or len(y) == 0:
-        raise ValueError(message(y_name, func, f"a non-empty tensor with as many rows as {x_name}",
-                                  f"{len(y)} labels for {len(X)} samples"))
-
-
 def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr: float = 2e-3,
         batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0,
         max_shift: int = 2, schedule: str = "cosine",
@@ -97,7 +86,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     history: {"loss": [per epoch], "val_accuracy": [per epoch, if X_val given], "seconds"}.
     """
     check_module(model, "model", "fit")
-    _check_xy(X, y, "fit")
+    check_xy(X, y, "fit")
     epochs = check_int(epochs, "epochs", "fit", low=0)
     lr = check_float(lr, "lr", "fit", low=0, closed="neither")
     batch_size = check_int(batch_size, "batch_size", "fit", low=1)
@@ -109,7 +98,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
         raise ValueError(message("max_shift", "fit", "0 when X is not a batch of images "
                                   "(N, C, H, W)", max_shift))
     if X_val is not None:
-        _check_xy(X_val, y_val, "fit", "X_val", "y_val")
+        check_xy(X_val, y_val, "fit", "X_val", "y_val")
     dev = resolve_device(device)
     model.to(dev)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -212,7 +201,7 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, num_classes: in
     Returns {"accuracy", "precision", "recall", "f1": floats in [0, 1], "confusion": ndarray}.
     """
     check_module(model, "model", "evaluate")
-    _check_xy(X, y, "evaluate")
+    check_xy(X, y, "evaluate")
     logits = predict(model, X, device=device)
     k = num_classes or logits.shape[1]
     C = confusion_matrix(y, logits.argmax(1), k)

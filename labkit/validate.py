@@ -205,6 +205,21 @@ def check_path(value, name: str, func: str, exists: bool = True) -> Path:
     return path
 
 
+def check_xy(X, y, func: str, x_name: str = "X", y_name: str = "y") -> None:
+    """A labelled data set: X a floating-point tensor, y int64 class labels, as many (≥ 1) as X's rows."""
+    for label, v in (("func", func), ("x_name", x_name), ("y_name", y_name)):
+        if not isinstance(v, str):
+            raise TypeError(message(label, "check_xy", "a str", v))
+    if not isinstance(X, torch.Tensor) or not X.is_floating_point():
+        raise TypeError(message(x_name, func, "a floating-point torch.Tensor", type(X).__name__))
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
+        raise TypeError(message(y_name, func, "an int64 torch.Tensor of class labels",
+                                 getattr(y, "dtype", type(y).__name__)))
+    if len(X) != len(y) or len(y) == 0:
+        raise ValueError(message(y_name, func, f"a non-empty tensor with as many rows as {x_name}",
+                                  f"{len(y)} labels for {len(X)} samples"))
+
+
 def check_module(value, name: str, func: str) -> nn.Module:
     _labels(name, func, "check_module")
     if not isinstance(value, nn.Module):

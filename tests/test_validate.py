@@ -7,7 +7,7 @@ from torch import nn
 import functools
 
 from labkit.validate import (check_bits, check_bool, check_choice, check_finite, check_float, check_int,
-                             check_path, check_tensor, message, per_layer, prunable_layers)
+                             check_path, check_tensor, check_xy, message, per_layer, prunable_layers)
 
 
 def test_message_form_matches_scikit_learn():
@@ -211,3 +211,15 @@ def test_per_layer_needs_names_and_a_callable_check():
         per_layer(0.5, "ab", FRACTION, "amount", "f")
     with pytest.raises(TypeError, match="'check' parameter of per_layer"):
         per_layer(0.5, ["a"], None, "amount", "f")
+
+
+def test_xy_is_a_labelled_data_set():
+    check_xy(torch.zeros(3, 2), torch.zeros(3, dtype=torch.int64), "fit")
+    with pytest.raises(TypeError, match="^The 'X' parameter of fit must be a floating-point torch.Tensor"):
+        check_xy(torch.zeros(3, dtype=torch.int64), torch.zeros(3, dtype=torch.int64), "fit")
+    with pytest.raises(TypeError, match="'y_test' parameter of f must be an int64"):
+        check_xy(torch.zeros(3), torch.zeros(3), "f", "X_test", "y_test")
+    with pytest.raises(ValueError, match="'y' parameter of fit must be a non-empty tensor with as many rows as X"):
+        check_xy(torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64), "fit")
+    with pytest.raises(TypeError, match="'func' parameter of check_xy must be a str"):
+        check_xy(torch.zeros(1), torch.zeros(1, dtype=torch.int64), None)
