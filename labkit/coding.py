@@ -28,7 +28,7 @@ import numbers
 import numpy as np
 import torch
 
-from .validate import check_bits, check_int, message
+from .validate import accepts, check_bits, check_int, message
 
 TABLE_BITS_PER_SYMBOL = 5   # a canonical table stores each code length ℓ_s ≤ 31 in 5 bits
 
@@ -55,6 +55,7 @@ def _symbols(symbols, func: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+@accepts(list="an empty sequence has no symbols: its counts are {}")
 def counts(symbols) -> dict[int, int]:
     """{symbol: number of occurrences}, symbols in increasing order."""
     arr = _symbols(symbols, "counts")
@@ -62,6 +63,7 @@ def counts(symbols) -> dict[int, int]:
     return {int(v): int(c) for v, c in zip(values, n)}
 
 
+@accepts(list="an empty sequence has no symbols: N·H = 0 bits")
 def entropy_bits(symbols) -> float:
     """N · H of the empirical distribution, in bits: the least a symbol-by-symbol code can use."""
     n = np.array(list(counts(symbols).values()), dtype=np.float64)
@@ -70,6 +72,7 @@ def entropy_bits(symbols) -> float:
     return float(-(n * np.log2(n / n.sum())).sum())
 
 
+@accepts(list="an empty sequence has no symbols, so no code lengths: {}")
 def huffman_lengths(symbols) -> dict[int, int]:
     """{symbol: ℓ_s}, the code lengths of a Huffman code for the symbols' frequencies.
 
@@ -116,11 +119,13 @@ def canonical_code(lengths: dict[int, int]) -> dict[int, str]:
     return code
 
 
+@accepts(list="an empty sequence has no symbols, so no codewords: {}")
 def huffman_code(symbols) -> dict[int, str]:
     """The canonical Huffman code {symbol: codeword} of the symbols' frequencies."""
     return canonical_code(huffman_lengths(symbols))
 
 
+@accepts(list="the Huffman code of an empty sequence is 0 bits")
 def huffman_bits(symbols) -> int:
     """Total length in bits of `symbols` coded with an optimal prefix (Huffman) code: Σ_s n_s·ℓ_s.
 
@@ -131,6 +136,7 @@ def huffman_bits(symbols) -> int:
     return int(sum(freq[s] * length[s] for s in freq))
 
 
+@accepts(large="a size, only multiplied: a table over 10**9 symbols is 5·10**9 bits; nothing is allocated")
 def table_bits(alphabet_size: int) -> int:
     """Bits of a canonical Huffman table over symbols 0..A−1: one 5-bit length per symbol."""
     alphabet_size = check_int(alphabet_size, "alphabet_size", "table_bits", low=1)
@@ -140,6 +146,8 @@ def table_bits(alphabet_size: int) -> int:
 def encode(symbols, code: dict[int, str]) -> str:
     """The concatenated codewords of `symbols` as a '0'/'1' string."""
     arr = _symbols(symbols, "encode")
+    if not isinstance(code, dict):
+        raise TypeError(message("code", "encode", "a dict {symbol: codeword}", type(code).__name__))
     missing = sorted(set(np.unique(arr).tolist()) - set(code))
     if missing:
         raise ValueError(message("code", "encode", "a code with a codeword for every symbol",
@@ -191,9 +199,19 @@ def relative_index(mask, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
     return stored, filler
 
 
+@accepts(list="no stored entries, no positions: an empty array")
 def positions(stored, filler) -> np.ndarray:
     """Invert `relative_index`: the flat positions of the real (non-filler) entries."""
-    stored, filler = np.asarray(stored, dtype=np.int64), np.asarray(filler, dtype=bool)
+    stored = _symbols(stored, "positions")
+    if isinstance(filler, torch.Tensor):
+        filler = filler.detach().cpu().numpy()
+    elif isinstance(filler, (list, tuple)) and all(isinstance(f, (bool, np.bool_)) for f in filler):
+        filler = np.asarray(filler, dtype=bool)
+    if not isinstance(filler, np.ndarray) or filler.dtype != np.bool_:
+        raise TypeError(message("filler", "positions", "a 1-D bool array, tensor or list",
+                                 getattr(filler, "dtype", type(filler).__name__)))
+    if stored.size and stored.min() < 0:
+        raise ValueError(message("stored", "positions", "gaps − 1 ≥ 0", f"minimum {stored.min()}"))
     if stored.shape != filler.shape or stored.ndim != 1:
         raise ValueError(message("filler", "positions", "a 1-D array shaped like stored",
                                   f"shape {filler.shape}"))
@@ -227,6 +245,7 @@ def sparse_streams(codes, mask, index_bits: int, alphabet_size: int) -> dict:
             "fillers": int(filler.sum())}
 
 
+@accepts(large="a size, only its log taken: 10**9 symbols need ⌈log2 10**9⌉ = 30 bits; nothing is allocated")
 def fixed_bits(alphabet_size: int) -> int:
     """Bits of a fixed-width code for an alphabet of A symbols: ⌈log2 A⌉ (1 for A = 1)."""
     A = check_int(alphabet_size, "alphabet_size", "fixed_bits", low=1)

@@ -86,6 +86,10 @@ def macs(model: nn.Module, input_shape: tuple[int, ...], nonzero: bool = False) 
 
 def time_calls(call, runs: int, warmup: int) -> list[float]:
     """Wall times in seconds of `runs` calls of `call()` after `warmup` untimed ones, sorted."""
+    if not callable(call):
+        raise TypeError(message("call", "time_calls", "a callable taking no arguments", type(call).__name__))
+    runs = check_int(runs, "runs", "time_calls", low=1)
+    warmup = check_int(warmup, "warmup", "time_calls", low=0)
     for _ in range(warmup):
         call()
     times = []

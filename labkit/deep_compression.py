@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import coding
-from .validate import check_bits, message, per_layer, prunable_layers
+from .validate import check_bits, check_module, check_xy, message, per_layer, prunable_layers
 from .quantize import kmeans
 from .share import CodebookSGD
 from .train import fit
@@ -77,7 +77,18 @@ def finetune_shared_(model: nn.Module, shared: dict, X: torch.Tensor, y: torch.T
     Updates the codebooks in `shared` and returns fit's history. Other keyword arguments go to
     `labkit.train.fit` (max_shift, batch_size, progress, ...).
     """
+    check_module(model, "model", "finetune_shared_")
     mods = dict(model.named_modules())
+    if not isinstance(shared, dict) or not shared:
+        raise TypeError(message("shared", "finetune_shared_", "the dict share_pruned_ returned",
+                                 type(shared).__name__))
+    for name, entry in shared.items():
+        w = getattr(mods.get(name), "weight", None)
+        if (not isinstance(w, torch.Tensor) or not isinstance(entry, tuple) or len(entry) != 2
+                or not all(isinstance(t, torch.Tensor) for t in entry) or entry[1].shape != w.shape):
+            raise ValueError(message("shared", "finetune_shared_", "{layer name: (codebook, indices "
+                                      "shaped like its weight)} from share_pruned_ on this model", name))
+    check_xy(X, y, "finetune_shared_")
     hooks = []
     for name, (codebook, idx) in shared.items():
         mask = (idx != len(codebook) - 1).to(mods[name].weight.dtype)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .validate import message, check_float, check_module, check_tensor
+from .validate import message, check_finite, check_float, check_module, check_tensor
 from .train import evaluating, fit, resolve_device
 
 
@@ -56,7 +56,10 @@ def _check_logits(student_logits, teacher_logits, target, func: str):
 
 def soft_targets(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
     """softmax(z / T) along the last axis: the softened probabilities (N, K). T > 0."""
-    check_tensor(logits, "logits", "soft_targets")
+    check_finite(logits, "logits", "soft_targets")          # a NaN or +Inf logit makes its row NaN
+    if logits.ndim == 0 or logits.shape[-1] == 0:
+        raise ValueError(message("logits", "soft_targets", "a tensor with at least one class (N, K)",
+                                  f"shape {tuple(logits.shape)}"))
     T = check_float(T, "T", "soft_targets", low=0, closed="neither")
     return torch.softmax(logits / T, dim=-1)
 

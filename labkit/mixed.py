@@ -30,18 +30,37 @@ from .train import predict
 
 
 def _check_tables(costs, sizes, budget, func):
+    _check_costs(costs, sizes, func)
+    budget = check_float(budget, "budget", func, low=0)
+    return budget
+
+
+def _check_costs(costs, sizes, func):
     if not isinstance(costs, (list, tuple)) or not isinstance(sizes, (list, tuple)) or not costs:
         raise TypeError(message("costs", func, "a non-empty list of {bits: cost} dicts, one per "
                                  "layer, with sizes alike", type(costs).__name__))
     if len(costs) != len(sizes) or any(set(c) != set(s) or not c for c, s in zip(costs, sizes)):
         raise ValueError(message("sizes", func, "one {bits: size} dict per layer with the same "
                                   "keys as costs", sizes))
-    budget = check_float(budget, "budget", func, low=0)
-    return budget
 
 
 def total(choice, costs, sizes) -> tuple[float, float]:
     """(Σ cost, Σ size) of a choice (one key per layer)."""
+    _check_costs(costs, sizes, "total")
+    if not isinstance(choice, (list, tuple)):
+        raise TypeError(message("choice", "total", "a list with one key of costs per layer",
+                                 type(choice).__name__))
+    try:
+        known = len(choice) == len(costs) and all(b in c for c, b in zip(costs, choice))
+    except TypeError:                                     # an unhashable key
+        known = False
+    if not known:
+        raise ValueError(message("choice", "total", f"{len(costs)} keys, one of each layer's costs",
+                                  choice))
+    return _total(choice, costs, sizes)
+
+
+def _total(choice, costs, sizes) -> tuple[float, float]:
     return (sum(c[b] for c, b in zip(costs, choice)), sum(s[b] for s, b in zip(sizes, choice)))
 
 
@@ -54,7 +73,7 @@ def greedy(costs: list[dict], sizes: list[dict], budget: float) -> list:
                                   f"{sum(min(s.values()) for s in sizes)}", budget))
     order = [sorted(s, key=lambda b: s[b], reverse=True) for s in sizes]  # widest → narrowest
     pos = [0] * len(costs)
-    while total([o[p] for o, p in zip(order, pos)], costs, sizes)[1] > budget:
+    while _total([o[p] for o, p in zip(order, pos)], costs, sizes)[1] > budget:
         best, best_ratio = None, None
         for l, (o, p) in enumerate(zip(order, pos)):
             if p + 1 < len(o):
@@ -89,7 +108,7 @@ def brute_force(costs: list[dict], sizes: list[dict], budget: float) -> list:
     budget = _check_tables(costs, sizes, budget, "brute_force")
     best = None
     for choice in itertools.product(*[list(c) for c in costs]):
-        k, m = total(choice, costs, sizes)
+        k, m = _total(choice, costs, sizes)
         if m <= budget and (best is None or k < best[0]):
             best = (k, list(choice))
     if best is None:

@@ -29,8 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import quantize as Q
-from .validate import (check_bits, check_choice, check_float, check_int, check_tensor, message,
-                       per_layer, prunable_layers)
+from .validate import (check_bits, check_choice, check_finite, check_float, check_int, check_module,
+                       check_tensor, message, per_layer, prunable_layers)
 from .prune import clone
 from .train import predict
 
@@ -100,6 +100,8 @@ def _replace(model: nn.Module, make) -> nn.Module:
 
 
 def quant_layers(model: nn.Module) -> list[tuple[str, QuantLayer]]:
+    """The (name, QuantLayer) pairs of a model from `quantize_model` (none for any other model)."""
+    check_module(model, "model", "quant_layers")
     return [(n, m) for n, m in model.named_modules() if isinstance(m, QuantLayer)]
 
 
@@ -131,6 +133,7 @@ def quantize_model(model: nn.Module, bits: int | None = 8, scheme: str = "symmet
 def calibrate_(qmodel: nn.Module, X: torch.Tensor, method: str = "minmax",
                percentile: float = 99.99) -> nn.Module:
     """Set every QuantLayer's activation range from the inputs it sees on X, in place."""
+    check_module(qmodel, "qmodel", "calibrate_")
     layers = quant_layers(qmodel)
     if not layers:
         raise ValueError(message("qmodel", "calibrate_", "a model from quantize_model",
@@ -138,6 +141,7 @@ def calibrate_(qmodel: nn.Module, X: torch.Tensor, method: str = "minmax",
     if not isinstance(X, torch.Tensor) or not X.is_floating_point() or len(X) == 0:
         raise TypeError(message("X", "calibrate_", "a non-empty floating-point torch.Tensor",
                                  type(X).__name__))
+    check_finite(X, "X", "calibrate_")      # a NaN range reads as "not calibrated": float activations
     check_choice(method, "method", "calibrate_", CALIBRATIONS)
     p = check_float(percentile, "percentile", "calibrate_", 50, 100, closed="right")
     for _, m in layers:
@@ -162,6 +166,9 @@ def calibration_range(v: torch.Tensor, bits: int, method: str = "minmax",
     bits = check_bits(bits, "bits", "calibration_range", high=16)
     check_choice(method, "method", "calibration_range", CALIBRATIONS)
     p = check_float(percentile, "percentile", "calibration_range", 50, 100, closed="right")
+    if v.numel() == 0:
+        raise ValueError(message("v", "calibration_range", "a non-empty tensor", "an empty tensor"))
+    check_finite(v, "v", "calibration_range")
     v = v.detach().reshape(-1).float()
     lo, hi = float(v.min()), float(v.max())
     if method == "percentile":

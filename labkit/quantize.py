@@ -42,10 +42,11 @@ wrappers that change a model).
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
-from .validate import check_bits, check_choice, check_float, check_int, check_tensor, message
+from .validate import accepts, check_bits, check_choice, check_finite, check_float, check_int, check_tensor, message
 
 SCHEMES = ("affine", "symmetric")
 EPS = torch.finfo(torch.float32).eps          # torch's observers clamp the scale to this
@@ -87,6 +88,8 @@ def _shape(t: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- linear
+@accepts(negative="[−1, −1] is a range like any: widened to hold 0 it is [−1, 0], s = 1/255",
+         large="[10**9, 10**9] is a range float32 holds: widened to hold 0 it is [0, 10**9]")
 def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
     """(scale, zero_point) for an observed range [min_val, max_val], as torch's observers compute.
 
@@ -95,6 +98,11 @@ def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
     """
     bits = check_bits(bits, "bits", "qparams", high=16)
     check_choice(scheme, "scheme", "qparams", SCHEMES)
+    for name, v in (("min_val", min_val), ("max_val", max_val)):
+        if isinstance(v, bool) or not isinstance(v, (numbers.Real, torch.Tensor)):
+            raise TypeError(message(name, "qparams", "a float or a tensor of shape (C,)", type(v).__name__))
+        if isinstance(v, torch.Tensor) and v.numel() == 0:
+            raise ValueError(message(name, "qparams", "a non-empty range", "an empty tensor"))
     lo = torch.as_tensor(min_val, dtype=torch.float32)
     hi = torch.as_tensor(max_val, dtype=torch.float32)
     if lo.shape != hi.shape:
@@ -103,6 +111,8 @@ def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
     if bool((lo > hi).any()) or bool(lo.isnan().any() | hi.isnan().any()):
         raise ValueError(message("max_val", "qparams", "≥ min_val (and not NaN)",
                                   (lo.tolist(), hi.tolist())))
+    if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):   # an Inf end: scale Inf
+        raise ValueError(message("max_val", "qparams", "finite, like min_val", (lo.tolist(), hi.tolist())))
     return _qparams(lo, hi, bits, scheme)
 
 
@@ -120,12 +130,19 @@ def _qparams(lo: torch.Tensor, hi: torch.Tensor, bits: int, scheme: str):
 
 
 def observe(x: torch.Tensor, axis: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(min, max) of x, over everything (axis=None) or per index along `axis` → shapes (C,)."""
-    check_tensor(x, "x", "observe")
-    axis = _axis(axis, x, "observe")
+    """(min, max) of x, over everything (axis=None) or per index along `axis` → shapes (C,).
+
+    x must be finite: one NaN or Inf would become the range and poison every scale."""
+    return _observe(x, axis, "observe")
+
+
+def _observe(x, axis, func: str):
+    check_tensor(x, "x", func)
+    axis = _axis(axis, x, func)
     x = x.detach().float()
     if x.numel() == 0:
-        raise ValueError(message("x", "observe", "a non-empty tensor", "an empty tensor"))
+        raise ValueError(message("x", func, "a non-empty tensor", "an empty tensor"))
+    check_finite(x, "x", func)
     if axis is None:
         return x.min(), x.max()
     lo, hi = x.movedim(axis, 0).reshape(x.shape[axis], -1).aminmax(dim=1)
@@ -140,7 +157,7 @@ def _entry(x, bits, scheme, axis, scale, zero_point, func: str):
     check_choice(scheme, "scheme", func, SCHEMES)
     axis = _axis(axis, x, func)
     if scale is None:
-        scale, zero_point = qparams(*observe(x, axis), bits=bits, scheme=scheme)
+        scale, zero_point = qparams(*_observe(x, axis, func), bits=bits, scheme=scheme)
     elif zero_point is None:
         raise ValueError(message("zero_point", func, "given whenever scale is given", None))
     return (axis, scale, zero_point, *qrange(bits, scheme))
@@ -163,9 +180,16 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
                axis: int | None = None) -> torch.Tensor:
     """x̂ = (q − z) · s, float32, with per-channel (s, z) broadcast along `axis`."""
     check_tensor(q, "q", "dequantize", floating=False)
+    if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
+        raise TypeError(message("q", "dequantize", "an integer tensor (from quantize)", f"dtype {q.dtype}"))
     axis = _axis(axis, q, "dequantize")
+    for name, v in (("scale", scale), ("zero_point", zero_point)):
+        if isinstance(v, bool) or not isinstance(v, (numbers.Real, torch.Tensor)):
+            raise TypeError(message(name, "dequantize", "a number or a tensor of shape (C,)", type(v).__name__))
     scale = torch.as_tensor(scale, dtype=torch.float32)
     zero_point = torch.as_tensor(zero_point)
+    if scale.numel() == 0 or not bool((torch.isfinite(scale) & (scale > 0)).all()):
+        raise ValueError(message("scale", "dequantize", "finite and > 0", scale.tolist()))
     if axis is not None and scale.ndim == 1 and scale.numel() != q.shape[axis]:
         raise ValueError(message("scale", "dequantize", f"of length q.shape[{axis}] = "
                                   f"{q.shape[axis]}", f"length {scale.numel()}"))
@@ -245,6 +269,7 @@ def kmeans(x: torch.Tensor, bits: int, seed: int = 0, iters: int = 50, init: str
     scikit-learn does), which also never raises the error. Stops when nothing changes.
     """
     check_tensor(x, "x", "kmeans")
+    check_finite(x, "x", "kmeans")                    # a NaN would become a centroid
     bits = check_bits(bits, "bits", "kmeans", high=16)
     seed = check_int(seed, "seed", "kmeans", low=0)
     iters = check_int(iters, "iters", "kmeans", low=0)
@@ -300,8 +325,8 @@ def _assign(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 def assign(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """The index of the nearest entry of a sorted 1-D codebook for every value of x (x's shape,
     int64; a value half-way between two entries gets the lower one): the I of x ≈ codebook[I]."""
-    check_tensor(x, "x", "assign")
-    check_tensor(codebook, "codebook", "assign")
+    check_finite(x, "x", "assign")                    # NaN has no nearest entry
+    check_finite(codebook, "codebook", "assign")
     if codebook.ndim != 1 or len(codebook) == 0 or bool((codebook[1:] < codebook[:-1]).any()):
         raise ValueError(message("codebook", "assign", "a sorted 1-D tensor", codebook))
     return _assign(x.detach().double().reshape(-1), codebook.detach().double()).reshape(x.shape)

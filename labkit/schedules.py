@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import criteria, prune, sparsity, train
-from .validate import check_float, check_int, check_module, message, per_layer, prunable_layers
+from .validate import check_float, check_int, check_module, check_xy, message, per_layer, prunable_layers
 
 
 def agp_sparsity(t: int, s_f: float, s_i: float = 0.0, t0: int = 0, n: int = 10, dt: int = 1,
@@ -119,6 +119,11 @@ def lottery_ticket(make_model, X: torch.Tensor, y: torch.Tensor, X_test: torch.T
     reinit (test accuracy), and with X_val the learning curves ticket_curve, reinit_curve (validation
     accuracy after each epoch).
     """
+    if not callable(make_model):
+        raise TypeError(message("make_model", "lottery_ticket", "a callable make_model(seed) → model",
+                                 type(make_model).__name__))
+    check_xy(X, y, "lottery_ticket")
+    check_xy(X_test, y_test, "lottery_ticket", "X_test", "y_test")
     rounds = check_int(rounds, "rounds", "lottery_ticket", low=1)
     rate = check_float(rate, "rate", "lottery_ticket", low=0, high=1, closed="neither")
     epochs = check_int(epochs, "epochs", "lottery_ticket", low=1)

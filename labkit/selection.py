@@ -23,8 +23,18 @@ from .validate import message, check_float, check_int, check_tensor
 
 
 def n_to_prune(amount: float, n: int) -> int:
-    """k = round(amount · n), Python's round (half to even), as torch.nn.utils.prune."""
+    """k = round(amount · n), Python's round (half to even), as torch.nn.utils.prune.
+
+    amount ∈ [0, 1], n ≥ 0 values: k ∈ [0, n]."""
+    amount = check_float(amount, "amount", "n_to_prune", low=0, high=1)
+    n = check_int(n, "n", "n_to_prune", low=0)
     return round(amount * n)
+
+
+def _tensors(scores, name: str, func: str) -> list[torch.Tensor]:
+    if not isinstance(scores, (list, tuple)) or not all(isinstance(s, torch.Tensor) for s in scores):
+        raise TypeError(message(name, func, "a list of tensors", type(scores).__name__))
+    return list(scores)
 
 
 def _chunks(s: torch.Tensor, size: int = 1 << 20):
@@ -60,8 +70,12 @@ def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int 
     """(t, below): the k-th smallest (1-based) value over all `scores` (of |scores| if `absolute`)
     and the number of values < t. Exact; extra memory is a few chunks, not a copy of the scores.
     `sample` values drawn with `seed` only choose the bracket: they change the speed, not the result."""
+    scores = _tensors(scores, "scores", "kth_smallest")
     n = sum(s.numel() for s in scores)
-    k = check_int(k, "k", "kth_smallest", low=1, high=max(n, 1))
+    if n == 0:
+        raise ValueError(message("scores", "kth_smallest", "tensors holding at least one value",
+                                  f"{len(scores)} empty tensors"))
+    k = check_int(k, "k", "kth_smallest", low=1, high=n)
     f = torch.abs if absolute else (lambda c: c)
     gen = torch.Generator().manual_seed(seed)
     m = min(n, check_int(sample, "sample", "kth_smallest", low=1))
@@ -86,6 +100,9 @@ def kth_smallest(scores: list[torch.Tensor], k: int, seed: int = 0, sample: int 
         if below < k <= below + inside.numel():
             t = inside.kthvalue(k - below).values
             return t.item(), below + int(torch.count_nonzero(inside < t))
+        if hi == math.inf and k > below + inside.numel():   # what no bracket holds is NaN
+            raise ValueError(message("scores", "kth_smallest", "tensors of comparable values (no NaN)",
+                                      f"{n - below - inside.numel()} NaN of {n} values"))
         lo, hi = (-math.inf, lo) if k <= below else (hi, math.inf)   # rare: widen and retry
 
 
@@ -137,6 +154,12 @@ def zero_smallest_(targets: list[torch.Tensor], scores: list[torch.Tensor], amou
                    absolute: bool = False) -> None:
     """In place: set to 0 the entries of `targets` where `smallest_masks(scores, amount, absolute)`
     would be False (each target has its score's shape), chunk by chunk, with no mask in memory."""
+    amount = check_float(amount, "amount", "zero_smallest_", low=0, high=1, closed="left")
+    scores = _tensors(scores, "scores", "zero_smallest_")
+    targets = _tensors(targets, "targets", "zero_smallest_")
+    if [t.shape for t in targets] != [s.shape for s in scores]:
+        raise ValueError(message("targets", "zero_smallest_", "one tensor per score, of its shape",
+                                  [tuple(t.shape) for t in targets]))
     plan = _plan(list(scores), amount, absolute)
     if plan is None:
         return

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .validate import message, prunable_layers
+from .validate import accepts, message, prunable_layers
 
 
 def _counts(x, func: str) -> tuple[int, int]:
@@ -36,6 +36,9 @@ def _counts(x, func: str) -> tuple[int, int]:
     raise TypeError(message("x", func, "a torch.Tensor or a torch.nn.Module", type(x).__name__))
 
 
+@accepts(empty="an empty tensor has no weights to keep or remove: its density is defined as 1.0",
+         nan_tensor="density counts zeros only: a NaN entry is a weight still there (non-zero), so ρ "
+                    "is exact, also for a model whose training diverged")
 def density(x) -> float:
     """ρ = non-zeros / total, for a tensor or for a model's prunable weights. In [0, 1].
 
@@ -45,6 +48,8 @@ def density(x) -> float:
     return nonzero / total if total else 1.0
 
 
+@accepts(empty="1 − density: an empty tensor's sparsity is defined as 0.0",
+         nan_tensor="sparsity counts zeros only: a NaN entry is not a zero, so 1 − ρ is exact")
 def sparsity(x) -> float:
     """1 − ρ: the measured fraction of zeros."""
     return 1.0 - density(x)

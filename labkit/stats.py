@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import torch
 
-from .validate import check_float, check_int
+from .validate import accepts, check_float, check_int
 
 
+@accepts(large="10**9 successes out of 10**9 items is a valid measurement; its interval is "
+                     "about [1 − 3.8e-9, 1], computed in closed form")
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """(low, high): the Wilson score interval for a fraction k/n measured on n items, such as
     top-1 accuracy or agreement, at `confidence` (the module docstring has the formula)."""

@@ -21,10 +21,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .validate import message, check_choice, check_float, check_int, check_module
+from .validate import accepts, message, check_choice, check_float, check_int, check_module, check_tensor, check_xy
 from .data import random_shift
 
 
+@accepts(large="10**9 is a seed like any in [0, 2**32 − 1], the range Python, NumPy and torch all accept")
 def seed_everything(seed: int) -> int:
     """Seed Python's, NumPy's and torch's global RNGs (for notebooks); returns the seed."""
     import random
@@ -36,14 +37,18 @@ def seed_everything(seed: int) -> int:
     return seed
 
 
-@contextlib.contextmanager
 def evaluating(model: nn.Module):
     """`with evaluating(model):` runs the block with `model` in eval mode (dropout off, batch-norm
     on its running statistics) and afterwards gives every submodule the mode it had, also when
     the block raises; a frozen batch-norm inside a training model stays frozen. Yields the model.
     The one such context in labkit: predict, count.layers / latency, criteria.scores and distill
     (for the teacher) use it."""
-    check_module(model, "model", "evaluating")
+    check_module(model, "model", "evaluating")       # now, not at `with`: a bad model fails at the call
+    return _evaluating(model)
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module):
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -65,17 +70,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _check_xy(X, y, func: str, x_name: str = "X", y_name: str = "y"):
-    if not isinstance(X, torch.Tensor) or not X.is_floating_point():
-        raise TypeError(message(x_name, func, "a floating-point torch.Tensor", type(X).__name__))
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
-        raise TypeError(message(y_name, func, "an int64 torch.Tensor of class labels",
-                                 getattr(y, "dtype", type(y).__name__)))
-    if len(X) != len(y) or len(y) == 0:
-        raise ValueError(message(y_name, func, f"a non-empty tensor with as many rows as {x_name}",
-                                  f"{len(y)} labels for {len(X)} samples"))
-
-
 def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr: float = 2e-3,
         batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0,
         max_shift: int = 2, schedule: str = "cosine",
@@ -92,7 +86,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     history: {"loss": [per epoch], "val_accuracy": [per epoch, if X_val given], "seconds"}.
     """
     check_module(model, "model", "fit")
-    _check_xy(X, y, "fit")
+    check_xy(X, y, "fit")
     epochs = check_int(epochs, "epochs", "fit", low=0)
     lr = check_float(lr, "lr", "fit", low=0, closed="neither")
     batch_size = check_int(batch_size, "batch_size", "fit", low=1)
@@ -104,7 +98,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
         raise ValueError(message("max_shift", "fit", "0 when X is not a batch of images "
                                   "(N, C, H, W)", max_shift))
     if X_val is not None:
-        _check_xy(X_val, y_val, "fit", "X_val", "y_val")
+        check_xy(X_val, y_val, "fit", "X_val", "y_val")
     dev = resolve_device(device)
     model.to(dev)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -155,13 +149,38 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, device="auto") 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> np.ndarray:
     """C[i, j] = number of samples of true class i predicted as class j."""
+    num_classes = check_int(num_classes, "num_classes", "confusion_matrix", low=1)
+    for name, t in (("y_true", y_true), ("y_pred", y_pred)):
+        check_tensor(t, name, "confusion_matrix", floating=False)
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.ndim != 1:
+            raise TypeError(message(name, "confusion_matrix", "a 1-D integer tensor of class labels",
+                                     f"dtype {t.dtype}, shape {tuple(t.shape)}"))
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+            raise ValueError(message(name, "confusion_matrix", f"labels in [0, {num_classes - 1}]",
+                                      f"range [{int(t.min())}, {int(t.max())}]"))
+    if len(y_true) != len(y_pred):
+        raise ValueError(message("y_pred", "confusion_matrix", f"{len(y_true)} labels like y_true",
+                                  len(y_pred)))
     idx = y_true.cpu().long() * num_classes + y_pred.cpu().long()
     return torch.bincount(idx, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy()
 
 
 def metrics_from_confusion(C: np.ndarray) -> dict:
     """Accuracy and macro precision / recall / F1 from a confusion matrix (zero_division = 0)."""
-    C = np.asarray(C, dtype=np.float64)
+    if not isinstance(C, (np.ndarray, torch.Tensor, list, tuple)):
+        raise TypeError(message("C", "metrics_from_confusion", "a confusion matrix (ndarray)",
+                                 type(C).__name__))
+    try:
+        C = np.asarray(C, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(message("C", "metrics_from_confusion", "a confusion matrix of numbers",
+                                 type(C).__name__)) from None
+    if C.ndim != 2 or C.shape[0] != C.shape[1] or C.size == 0:
+        raise ValueError(message("C", "metrics_from_confusion", "a square (K, K) matrix, K ≥ 1",
+                                  f"shape {C.shape}"))
+    if not np.isfinite(C).all() or (C < 0).any() or C.sum() == 0:
+        raise ValueError(message("C", "metrics_from_confusion", "counts ≥ 0, finite, not all 0",
+                                  C.tolist() if C.size <= 16 else f"shape {C.shape}"))
     tp = np.diag(C)
     predicted, actual = C.sum(0), C.sum(1)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
@@ -182,7 +201,7 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, num_classes: in
     Returns {"accuracy", "precision", "recall", "f1": floats in [0, 1], "confusion": ndarray}.
     """
     check_module(model, "model", "evaluate")
-    _check_xy(X, y, "evaluate")
+    check_xy(X, y, "evaluate")
     logits = predict(model, X, device=device)
     k = num_classes or logits.shape[1]
     C = confusion_matrix(y, logits.argmax(1), k)

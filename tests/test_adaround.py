@@ -100,3 +100,25 @@ def test_bad_input():
         adaround.adaround(nn.Linear(2, 2), x)
     with pytest.raises(TypeError, match="'calibration' parameter of adaround"):
         adaround.adaround(small(), x.numpy())
+
+
+def test_nan_weights_and_inputs_are_refused():
+    """A NaN weight would be its channel's max|W|: every scale of that channel NaN."""
+    w = torch.tensor([[1.0, float("nan")], [0.5, 0.25]])
+    with pytest.raises(ValueError, match="'w' parameter of scales must be a tensor of finite values"):
+        adaround.scales(w)
+    with pytest.raises(ValueError, match="'w' parameter of scales must be a non-empty weight"):
+        adaround.scales(torch.empty(0))                     # was an IndexError
+    with pytest.raises(ValueError, match="'V' parameter of h must be a tensor without NaN"):
+        adaround.h(torch.tensor([0.0, float("nan")]))
+    assert adaround.h(torch.tensor([-float("inf"), float("inf")])).tolist() == [0.0, 1.0]
+    conv = nn.Conv2d(3, 4, 3)
+    x = torch.randn(2, 3, 8, 8)
+    x_nan = x.clone()
+    x_nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'x_q' parameter of round_layer must be a tensor of finite values"):
+        adaround.round_layer(conv, x, x_nan)
+    with pytest.raises(ValueError, match="'x' parameter of round_layer must be a non-empty batch"):
+        adaround.round_layer(conv, x[0], x[0])
+    with pytest.raises(TypeError, match="'layer' parameter of round_layer must be an nn.Conv2d or nn.Linear"):
+        adaround.round_layer(nn.ReLU(), x, x)

@@ -107,6 +107,12 @@ def test_relative_index_roundtrip_and_count(mask, b):
     assert filler.sum() == ((gaps - 1) // 2 ** b).sum()
 
 
+def test_the_empty_sequence_codes_in_zero_bits():
+    assert coding.counts([]) == {} and coding.huffman_code([]) == {}
+    assert coding.huffman_bits([]) == 0 and coding.entropy_bits([]) == 0.0
+    assert coding.positions([], []).size == 0
+
+
 def test_fixed_and_table_bits():
     assert [coding.fixed_bits(a) for a in (1, 2, 3, 32, 33)] == [1, 1, 2, 5, 6]
     assert coding.table_bits(33) == 165
@@ -123,6 +129,10 @@ def test_fixed_and_table_bits():
     (lambda: coding.decode("0102", {0: "0"}), TypeError),
     (lambda: coding.decode("1", {0: "0", 1: "10"}), ValueError),
     (lambda: coding.encode([2], {0: "0"}), ValueError),
+    (lambda: coding.encode([0], [0]), TypeError),                          # a code is a dict
+    (lambda: coding.positions(np.array([0.5]), np.array([False])), TypeError),  # gaps are ints
+    (lambda: coding.positions(np.array([-2]), np.array([False])), ValueError),
+    (lambda: coding.positions(np.array([1]), np.array([0])), TypeError),        # filler is bool
     (lambda: coding.sparse_streams([0, 5], np.ones(2, bool), 3, 4), ValueError),
     (lambda: coding.sparse_streams([0, 1], np.ones(3, bool), 3, 4), ValueError),
 ])

@@ -60,3 +60,7 @@ def test_bad_input():
         count.latency(m, torch.randn(1, 1, 28, 28), repeats=0)
     with pytest.raises(TypeError, match="'x' parameter of latency"):
         count.latency(m, [1, 2])
+    with pytest.raises(ValueError, match="'runs' parameter of time_calls must be an int in the range"):
+        count.time_calls(lambda: None, -1, 0)
+    with pytest.raises(TypeError, match="'call' parameter of time_calls must be a callable"):
+        count.time_calls(10, 1, 0)

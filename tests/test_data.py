@@ -59,6 +59,24 @@ def test_bad_split_parameters():
         data.load_mnist(source="mnist")
     with pytest.raises(TypeError, match="'download' parameter"):
         data.load_mnist(source="full", download="yes")
+    with pytest.raises(ValueError, match="'seed' parameter of stratified_split"):
+        data.stratified_split(np.arange(10) % 2, 0.2, 0.1, -1)
+    with pytest.raises(ValueError, match="'test_size' parameter of stratified_split"):
+        data.stratified_split(np.arange(10) % 2, 10**9, 0.1, 0)
+
+
+def test_paths_and_digests_are_checked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.gz"):
+        data.sha256(tmp_path / "missing.gz")
+    with pytest.raises(TypeError, match="'path' parameter of sha256 must be a path"):
+        data.sha256(-1)                                    # not a file descriptor to read
+    f = tmp_path / "a"
+    f.write_bytes(b"abc")
+    with pytest.raises(ValueError, match="'expected' parameter of verify must be a sha256 hex digest"):
+        data.verify(f, "abc")
+    with pytest.raises(ValueError, match="'expected_sha256' parameter of download"):
+        data.download(f.as_uri(), tmp_path / "b", "x")
+    assert not (tmp_path / "b").exists()
 
 
 # --- full MNIST: download with sha256 check, from a local fixture (tests never use the network) ---

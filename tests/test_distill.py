@@ -120,6 +120,8 @@ def test_distill_alpha_zero_is_plain_training():
      ValueError),
     (lambda: distill.kd_loss([[0.0]], torch.zeros(1, 1), torch.zeros(1).long()), TypeError),
     (lambda: distill.soft_targets(torch.zeros(2, 3), T=-1.0), ValueError),
+    (lambda: distill.soft_targets(torch.empty(0)), ValueError),                 # no classes
+    (lambda: distill.soft_targets(torch.tensor([[0.0, float("nan")]])), ValueError),
     (lambda: distill.distill("s", nn.Linear(2, 2), torch.zeros(2, 2), torch.zeros(2).long()),
      TypeError),
     (lambda: distill.distill(nn.Linear(2, 2), nn.Linear(2, 2), torch.zeros(2, 2),

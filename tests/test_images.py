@@ -93,3 +93,14 @@ def test_images_re_exports_the_wilson_interval_of_stats():
     from labkit import stats
 
     assert images.wilson_interval is stats.wilson_interval
+
+
+def test_load_images_checks_its_paths(tmp_path):
+    root = _folder(tmp_path, {"0": [5]})
+    assert images.load_images([root / "0" / "0.png"]).shape == (1, 3, 224, 224)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        images.load_images([root / "0" / "0.png", root / "missing.png"])
+    with pytest.raises(ValueError, match="'paths' parameter of load_images must be a non-empty list"):
+        images.load_images([])                                  # was torch.stack's RuntimeError
+    with pytest.raises(TypeError, match="'paths' parameter of load_images must be a list of image paths"):
+        images.load_images(str(root / "0" / "0.png"))           # one path is not a list of them

@@ -78,5 +78,9 @@ def test_bad_input():
         mixed.greedy(COSTS, [{8: 1}, {8: 1, 4: 1}], 10)
     with pytest.raises(TypeError, match="'costs' parameter of dp"):
         mixed.dp({8: 1}, SIZES, 10)
+    with pytest.raises(ValueError, match="'choice' parameter of total must be 2 keys"):
+        mixed.total([8], COSTS, SIZES)                     # one layer short
+    with pytest.raises(ValueError, match="'choice' parameter of total"):
+        mixed.total([8, 3], COSTS, SIZES)                  # 3 bits is not a choice
     with pytest.raises(ValueError, match="'bits_choices' parameter of sensitivity"):
         mixed.sensitivity(models.lenet300_100(), torch.zeros(2, 784), torch.zeros(2).long(), (0,))

@@ -226,3 +226,13 @@ def test_bad_input():
         pt2e.xnnpack_config("entropy")
     with pytest.raises(TypeError, match="'calibration' parameter of quantize_pt2e"):
         pt2e.quantize_pt2e(model, x, None)
+    bad = x.clone()
+    bad.view(-1)[0] = float("nan")                        # would be an observed range
+    with pytest.raises(ValueError, match="'calibration' parameter of quantize_pt2e must be a tensor of finite"):
+        pt2e.quantize_pt2e(model, x, [x, bad])
+    with pytest.raises(TypeError, match="'prepared' parameter of clamp_observed_ranges"):
+        pt2e.clamp_observed_ranges(model)
+    with pytest.raises(TypeError, match="'quantized' parameter of correct_biases"):
+        pt2e.correct_biases(model, [], [x])
+    with pytest.raises(TypeError, match="'model' parameter of prepare"):
+        pt2e.prepare(None, x)

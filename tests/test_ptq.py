@@ -132,6 +132,20 @@ def test_bad_input(trained, digits):
         ptq.quantize_weights(trained, 4, method="log")
 
 
+def test_nan_in_calibration_is_refused(trained, digits):
+    """A NaN range read as "not calibrated": the layer silently kept float activations."""
+    X = digits.X_val.clone()
+    X[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'X' parameter of calibrate_ must be a tensor of finite values"):
+        ptq.quantize_model(trained, X_calib=X)
+    with pytest.raises(ValueError, match="'v' parameter of calibration_range must be a tensor of finite"):
+        ptq.calibration_range(torch.tensor([0.0, float("inf")]), 8)
+    with pytest.raises(ValueError, match="'v' parameter of calibration_range must be a non-empty"):
+        ptq.calibration_range(torch.empty(0), 8)
+    with pytest.raises(TypeError, match="'model' parameter of quant_layers"):
+        ptq.quant_layers("model")
+
+
 def test_granularity_is_quantize_axis():
     """The one mapping (documented in labkit.quantize): "tensor" ↔ axis=None, "channel" ↔ axis=0."""
     from labkit import quantize as Q

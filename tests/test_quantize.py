@@ -245,6 +245,35 @@ def test_bad_scheme_axis_and_tensors():
         Q.kmeans(x, 2, init="forgy")
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_inf_are_refused_where_they_would_become_the_range(bad):
+    """One NaN/Inf value was the observed min or max: every scale built on it was NaN/Inf."""
+    x = torch.tensor([[0.5, -1.0], [bad, 2.0]])
+    with pytest.raises(ValueError, match=r"'x' parameter of observe must be a tensor of finite values"):
+        Q.observe(x)
+    with pytest.raises(ValueError, match=r"'x' parameter of quantize must be a tensor of finite values"):
+        Q.quantize(x, axis=0)
+    with pytest.raises(ValueError, match=r"'x' parameter of fake_quantize must be a tensor of finite"):
+        Q.fake_quantize(x)
+    with pytest.raises(ValueError, match=r"'x' parameter of kmeans must be a tensor of finite values"):
+        Q.kmeans(x, 1, init="density")
+    with pytest.raises(ValueError, match=r"'codebook' parameter of assign must be a tensor of finite"):
+        Q.assign(torch.ones(2), torch.tensor([0.0, bad]).sort().values)
+    with pytest.raises(ValueError, match="parameter of qparams"):
+        Q.qparams(torch.tensor([-1.0, 0.0]), torch.tensor([1.0, abs(bad)]))
+
+
+def test_dequantize_and_qparams_refuse_what_is_not_a_range_or_integers():
+    with pytest.raises(TypeError, match="'q' parameter of dequantize must be an integer tensor"):
+        Q.dequantize(torch.tensor([1.5]), 0.1, 0)
+    with pytest.raises(ValueError, match="'scale' parameter of dequantize must be finite and > 0"):
+        Q.dequantize(torch.tensor([1]), torch.tensor(math.nan), 0)
+    with pytest.raises(ValueError, match="'min_val' parameter of qparams must be a non-empty range"):
+        Q.qparams(torch.empty(0), torch.empty(0))
+    with pytest.raises(TypeError, match="'min_val' parameter of qparams must be a float or a tensor"):
+        Q.qparams(None, 1.0)
+
+
 def test_inputs_not_modified():
     x = torch.randn(5, 5)
     before = x.clone()

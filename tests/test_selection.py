@@ -39,6 +39,25 @@ def test_bad_input():
         selection.smallest_masks(torch.ones(3), 0.5)
     with pytest.raises(ValueError, match="The 'k' parameter of kth_smallest must be"):
         selection.kth_smallest([torch.ones(3)], 4)
+    with pytest.raises(ValueError, match="The 'n' parameter of n_to_prune must be an int in the range"):
+        selection.n_to_prune(0.5, -1)
+    with pytest.raises(ValueError, match="The 'amount' parameter of n_to_prune must be a float"):
+        selection.n_to_prune(1.5, 10)
+    with pytest.raises(ValueError, match="The 'scores' parameter of kth_smallest must be tensors holding"):
+        selection.kth_smallest([torch.empty(0)], 1)
+    with pytest.raises(ValueError, match="The 'targets' parameter of zero_smallest_ must be one tensor per"):
+        selection.zero_smallest_([torch.ones(2)], [torch.ones(3)], 0.5)
+
+
+@pytest.mark.parametrize("nan_at", [0, 1, 2])
+def test_nan_scores_are_refused_not_looped_on(nan_at):
+    """A NaN compares false with every bracket: the pass used to widen forever."""
+    x = torch.tensor([3.0, 1.0, 2.0])
+    x[nan_at] = float("nan")
+    with pytest.raises(ValueError, match=r"must be tensors of comparable values \(no NaN\)\. Got '1 NaN of 3"):
+        selection.kth_smallest([x], 3)
+    with pytest.raises(ValueError, match="no NaN"):
+        selection.zero_smallest_([x.clone()], [x], 0.9)
 
 
 def test_zero_smallest_equals_the_masks_in_place_also_for_non_contiguous():

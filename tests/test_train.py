@@ -99,6 +99,16 @@ def test_bad_input(digits):
         train.fit(m, digits.X_train.flatten(1), digits.y_train, max_shift=2)
     with pytest.raises(TypeError, match="'model' parameter of evaluate"):
         train.evaluate("model", digits.X_test, digits.y_test)
+    with pytest.raises(TypeError, match="'model' parameter of evaluating"):
+        train.evaluating("model")                          # at the call, not at `with`
+    with pytest.raises(ValueError, match=r"'y_pred' parameter of confusion_matrix must be labels in \[0, 2\]"):
+        train.confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 3]), 3)
+    with pytest.raises(TypeError, match="'y_true' parameter of confusion_matrix must be a 1-D integer"):
+        train.confusion_matrix(torch.tensor([0.0, 1.0]), torch.tensor([0, 1]), 3)
+    with pytest.raises(ValueError, match="'C' parameter of metrics_from_confusion must be a square"):
+        train.metrics_from_confusion(np.zeros(3))
+    with pytest.raises(ValueError, match="'C' parameter of metrics_from_confusion must be counts"):
+        train.metrics_from_confusion(np.zeros((2, 2)))     # no samples: accuracy would be 0/0
 
 
 # ---------------------------------------------------------------- one eval-mode context for every module

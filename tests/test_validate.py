@@ -6,8 +6,8 @@ from torch import nn
 
 import functools
 
-from labkit.validate import (check_bits, check_bool, check_choice, check_float, check_int, check_tensor,
-                             message, per_layer, prunable_layers)
+from labkit.validate import (check_bits, check_bool, check_choice, check_finite, check_float, check_int,
+                             check_path, check_tensor, check_xy, message, per_layer, prunable_layers)
 
 
 def test_message_form_matches_scikit_learn():
@@ -162,3 +162,64 @@ def test_every_per_layer_parameter_leaves_a_missing_layer_as_it_is(func):
         assert torch.equal(out[2].weight, before)             # "2" is not in the dict: unchanged
     if func == "deep_compression.share_pruned_":
         assert "2" not in call(model, {"0": value})
+
+
+# ---------------------------------------------------------------- check_finite, check_path, the labels
+def test_finite_refuses_nan_and_inf_and_says_how_many():
+    x = torch.tensor([1.0, 2.0])
+    assert check_finite(x, "x", "observe") is x
+    assert check_finite(torch.empty(0), "x", "f").numel() == 0       # nothing to poison
+    with pytest.raises(ValueError) as e:
+        check_finite(torch.tensor([math.nan, 1.0, math.inf]), "x", "observe")
+    assert str(e.value) == ("The 'x' parameter of observe must be a tensor of finite values (no NaN or "
+                            "Inf). Got '2 NaN/Inf of 3 values' instead.")
+    with pytest.raises(TypeError, match="'x' parameter of f must be a torch.Tensor"):
+        check_finite([1.0], "x", "f")
+
+
+def test_path_type_and_existence(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"1")
+    assert check_path(str(f), "path", "sha256") == f
+    assert check_path(tmp_path / "new", "dest", "download", exists=False) == tmp_path / "new"
+    with pytest.raises(FileNotFoundError, match="nope"):
+        check_path(tmp_path / "nope", "path", "sha256")
+    for bad in (None, -1, 3.5, ["a"], ""):          # -1 would be a file descriptor to open()
+        with pytest.raises(TypeError, match="'path' parameter of sha256 must be a path"):
+            check_path(bad, "path", "sha256")
+
+
+def test_checks_refuse_a_name_or_func_that_is_not_a_str():
+    with pytest.raises(TypeError, match="^The 'name' parameter of check_float must be a str. Got 1 instead.$"):
+        check_float(0.5, 1, "f")
+    with pytest.raises(TypeError, match="'func' parameter of check_int must be a str"):
+        check_int(3, "n", None)
+    with pytest.raises(TypeError, match="'allowed' parameter of message must be a str"):
+        message("n", "f", None, 1)
+
+
+def test_choice_needs_a_collection_of_choices():
+    with pytest.raises(TypeError, match="'choices' parameter of check_choice"):
+        check_choice("a", "scope", "f", "abc")            # a str is not a tuple of choices
+    with pytest.raises(ValueError, match="'choices' parameter of check_choice must be a non-empty"):
+        check_choice("a", "scope", "f", ())
+    assert check_choice(None, "x", "f", (None, "a")) is None
+
+
+def test_per_layer_needs_names_and_a_callable_check():
+    with pytest.raises(TypeError, match="'names' parameter of per_layer"):
+        per_layer(0.5, "ab", FRACTION, "amount", "f")
+    with pytest.raises(TypeError, match="'check' parameter of per_layer"):
+        per_layer(0.5, ["a"], None, "amount", "f")
+
+
+def test_xy_is_a_labelled_data_set():
+    check_xy(torch.zeros(3, 2), torch.zeros(3, dtype=torch.int64), "fit")
+    with pytest.raises(TypeError, match="^The 'X' parameter of fit must be a floating-point torch.Tensor"):
+        check_xy(torch.zeros(3, dtype=torch.int64), torch.zeros(3, dtype=torch.int64), "fit")
+    with pytest.raises(TypeError, match="'y_test' parameter of f must be an int64"):
+        check_xy(torch.zeros(3), torch.zeros(3), "f", "X_test", "y_test")
+    with pytest.raises(ValueError, match="'y' parameter of fit must be a non-empty tensor with as many rows as X"):
+        check_xy(torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64), "fit")
+    with pytest.raises(TypeError, match="'func' parameter of check_xy must be a str"):
+        check_xy(torch.zeros(1), torch.zeros(1, dtype=torch.int64), None)

@@ -61,6 +61,23 @@ def test_mean_rounds_half_to_even():
     assert xnnpack.mean(x, 0, 0.2, 0.1, 0).flatten().tolist() == [1, -1, 2, -5, 3]
 
 
+def test_kernels_refuse_what_xnnpack_never_computes():
+    with pytest.raises(ValueError, match=r"'x' parameter of mean must be int8 values \(N, C, H, W\)"):
+        xnnpack.mean(torch.empty(0), 0, 0.1, 0.1, 0)                # was an IndexError
+    with pytest.raises(ValueError, match="'acc' parameter of requantize must be a tensor of finite values"):
+        xnnpack.requantize(torch.tensor([1.0, float("nan")]), torch.tensor(0.5), 0, -128, 127)
+    with pytest.raises(ValueError, match="'s_w' parameter of multiplier must be a tensor of finite values"):
+        xnnpack.multiplier(0.1, torch.tensor([0.3, float("nan")]), 0.03)
+    with pytest.raises(ValueError, match="'s_y' parameter of add_multipliers must be a float in the range"):
+        xnnpack.add_multipliers(0.5, 0.5, -1)                       # a scale is > 0
+    with pytest.raises(ValueError, match="'z_y' parameter of requantize must be an int in the range"):
+        xnnpack.requantize(torch.ones(2), torch.tensor(0.5), 200, -128, 127)
+    with pytest.raises(ValueError, match="'bias' parameter of bias_int32 must be one value per channel"):
+        xnnpack.bias_int32(torch.ones(3), torch.ones(2), 0.1)
+    with pytest.raises(TypeError, match="'multipliers' parameter of add must be the"):
+        xnnpack.add(torch.ones(2), 0, torch.ones(2), 0, [1, 1, 20], 0)
+
+
 def test_clamp_bounds():
     assert xnnpack.clamp_bounds(0.0, 6.0, 6 / 255, -128, -128, 127) == (-128, 127)
     assert xnnpack.clamp_bounds(0.0, 6.0, 0.1, -20, -128, 127) == (-20, 40)

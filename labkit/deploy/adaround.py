@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..validate import check_float, check_int, check_module, check_tensor, message
+from ..validate import accepts, check_finite, check_float, check_int, check_module, check_tensor, message
 from ..prune import clone
 
 ZETA, GAMMA = 1.1, -0.1
@@ -48,16 +48,44 @@ LEVELS = 127                      # restricted symmetric int8: integers in [−1
 # ---------------------------------------------------------------- kernels (pure)
 def scales(w: torch.Tensor) -> torch.Tensor:
     """s_c = max|W_c| / 127 per output channel: (C_out, ...) → (C_out, 1, ...), broadcastable."""
+    check_finite(w, "w", "scales")                   # a NaN or Inf weight would be its channel's max
+    if w.ndim < 2 or w.numel() == 0:
+        raise ValueError(message("w", "scales", "a non-empty weight (C_out, ...) of a Conv2d or Linear",
+                                  f"shape {tuple(w.shape)}"))
+    return _scales(w)
+
+
+def _scales(w: torch.Tensor) -> torch.Tensor:
     return (w.abs().flatten(1).amax(1).clamp_min(1e-12) / LEVELS).view(-1, *[1] * (w.dim() - 1))
 
 
+def _no_nan(t, name: str, func: str) -> torch.Tensor:
+    check_tensor(t, name, func)
+    if bool(t.isnan().any()):
+        raise ValueError(message(name, func, "a tensor without NaN", f"{int(t.isnan().sum())} NaN of {t.numel()} values"))
+    return t
+
+
+@accepts(empty="elementwise: the empty tensor maps to the empty tensor")
 def h(V: torch.Tensor) -> torch.Tensor:
-    """The rectified sigmoid h(V) = clip(σ(V)(ζ − γ) + γ, 0, 1): exactly 0 or 1 for |V| large."""
+    """The rectified sigmoid h(V) = clip(σ(V)(ζ − γ) + γ, 0, 1): exactly 0 or 1 for |V| large
+    (also h(±inf) = 1, 0). V must not hold NaN."""
+    _no_nan(V, "V", "h")
+    return _h(V)
+
+
+def _h(V: torch.Tensor) -> torch.Tensor:
     return (torch.sigmoid(V) * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
 
 
+@accepts(empty="elementwise: the empty tensor maps to the empty tensor")
 def h_inverse(rest: torch.Tensor) -> torch.Tensor:
-    """V with h(V) = rest, for rest in (0, 1) (clamped to [0.01, 0.99])."""
+    """V with h(V) = rest, for rest in (0, 1) (clamped to [0.01, 0.99]; ±inf too). No NaN."""
+    _no_nan(rest, "rest", "h_inverse")
+    return _h_inverse(rest)
+
+
+def _h_inverse(rest: torch.Tensor) -> torch.Tensor:
     rest = rest.clamp(0.01, 0.99)
     return -torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1)
 
@@ -100,9 +128,28 @@ def round_layer(layer: nn.Module, x: torch.Tensor, x_q: torch.Tensor, clamp=None
     """AdaRound one Conv2d/Linear: integer weights W_int (same shape, in [−127, 127]), each ⌊W/s⌋ or
     ⌈W/s⌉, chosen to minimize ‖f(W x) − f(s·W_int x̃)‖² on `positions` sampled outputs; `clamp` is
     f's (low, high) or None. Also returns the output error of nearest rounding and of AdaRound."""
+    check_module(layer, "layer", "round_layer")
+    if not isinstance(layer, (nn.Conv2d, nn.Linear)):
+        raise TypeError(message("layer", "round_layer", "an nn.Conv2d or nn.Linear", type(layer).__name__))
+    check_finite(layer.weight.detach(), "layer", "round_layer")
+    for name, t in (("x", x), ("x_q", x_q)):
+        check_finite(t, name, "round_layer")
+        if t.ndim != (2 if isinstance(layer, nn.Linear) else 4) or len(t) == 0:
+            raise ValueError(message(name, "round_layer", "a non-empty batch of the layer's inputs",
+                                      f"shape {tuple(t.shape)}"))
+    if x_q.shape != x.shape:
+        raise ValueError(message("x_q", "round_layer", f"shaped like x {tuple(x.shape)}", f"shape {tuple(x_q.shape)}"))
+    if clamp is not None and (not isinstance(clamp, tuple) or len(clamp) != 2):
+        raise TypeError(message("clamp", "round_layer", "None or a (low, high) tuple", clamp))
+    iters = check_int(iters, "iters", "round_layer", low=0)
+    positions = check_int(positions, "positions", "round_layer", low=1)
+    batch = check_int(batch, "batch", "round_layer", low=1)
+    lam = check_float(lam, "lam", "round_layer", low=0)
+    lr = check_float(lr, "lr", "round_layer", low=0, closed="neither")
+    seed = check_int(seed, "seed", "round_layer", low=0)
     g = torch.Generator().manual_seed(seed)
     w = layer.weight.detach()
-    s = scales(w)
+    s = _scales(w)
     ws = w / s
     floor = ws.floor()
     fixed = ws.abs() >= LEVELS - 0.5            # the channel's largest weight stays at ±127: s is kept
@@ -116,12 +163,12 @@ def round_layer(layer: nn.Module, x: torch.Tensor, x_q: torch.Tensor, clamp=None
         return (f(_apply(layer, P[rows], s * w_int)) - target[rows]).pow(2).sum(1).mean()
 
     nearest = ws.round().clamp(-LEVELS, LEVELS)
-    V = h_inverse(ws - floor).requires_grad_(True)
+    V = _h_inverse(ws - floor).requires_grad_(True)
     opt = torch.optim.Adam([V], lr=lr)
     warm = int(0.2 * iters)
     for it in range(iters):
         rows = torch.randint(len(pos), (min(batch, len(pos)),), generator=g)
-        hv = torch.where(fixed, nearest - floor, h(V))
+        hv = torch.where(fixed, nearest - floor, _h(V))
         loss = error((floor + hv).clamp(-LEVELS, LEVELS), rows)
         if it >= warm:
             beta = 20 + (2 - 20) * (it - warm) / max(1, iters - warm)

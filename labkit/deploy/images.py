@@ -21,6 +21,7 @@ images need the memory of one batch, not 30 GB.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import pandas as pd
 import torch
 
 from ..stats import wilson_interval  # noqa: F401  (notebook 08 and tests use images.wilson_interval)
-from ..validate import message, check_float, check_int
+from ..validate import message, check_float, check_int, check_path
 from .mobilenet import preprocess, wnids
 
 SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
@@ -141,9 +142,17 @@ def sample_files(root, n: int, seed: int = 0) -> list[Path]:
 
 
 def load_images(paths) -> torch.Tensor:
-    """(N, 3, 224, 224): `preprocess` of each image file (PIL opens it)."""
+    """(N, 3, 224, 224): `preprocess` of each image file (PIL opens it). paths: a non-empty list
+    (or any iterable) of paths; a missing file is a FileNotFoundError naming it."""
     from PIL import Image
 
+    if isinstance(paths, (str, os.PathLike, torch.Tensor)) or not hasattr(paths, "__iter__"):
+        raise TypeError(message("paths", "load_images", "a list of image paths", type(paths).__name__))
+    paths = list(paths)
+    if not paths:
+        raise ValueError(message("paths", "load_images", "a non-empty list of image paths", paths))
+    for p in paths:
+        check_path(p, "paths", "load_images")
     out = []
     for p in paths:
         with Image.open(p) as im:

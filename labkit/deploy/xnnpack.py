@@ -40,12 +40,14 @@ listed in `Emulated.reference_ops`.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validate import message
+from ..validate import accepts, check_finite, check_float, check_int, message
 from ._fx import CLAMPS as _CLAMPS, op as _op
 
 _Q = "quantize_per_tensor"
@@ -57,27 +59,89 @@ f32 = np.float32
 
 # ---------------------------------------------------------------- integer kernels (pure)
 # Integer tensors are held in float32 (exact for int8 values) or float64 (exact for int32 sums).
+# Each public kernel checks its arguments and calls its unchecked twin (_bias_int32, ...), which
+# the interpreter calls on the values it read from a quantized graph.
+def _scale(value, name: str, func: str) -> float:
+    """A quantization scale: a finite float > 0."""
+    value = check_float(value, name, func, low=0, closed="neither")
+    if not math.isfinite(value):
+        raise ValueError(message(name, func, "a finite float > 0", value))
+    return value
+
+
+def _scales(t, name: str, func: str) -> torch.Tensor:
+    """Per-channel scales: a non-empty floating tensor of finite values > 0."""
+    check_finite(t, name, func)
+    if t.numel() == 0 or not bool((t > 0).all()):
+        raise ValueError(message(name, func, "a non-empty tensor of scales > 0", t.tolist()))
+    return t
+
+
+def _int_range(z, z_name: str, q_min, q_max, func: str) -> None:
+    """q_min ≤ z ≤ q_max, 8-bit integers (int8 or uint8: XNNPACK's qs8 and qu8)."""
+    q_min = check_int(q_min, "q_min", func, low=-128, high=255)
+    q_max = check_int(q_max, "q_max", func, low=q_min, high=255)
+    check_int(z, z_name, func, low=q_min, high=q_max)
+
+
+def _zero_point(z, name: str, func: str) -> None:
+    check_int(z, name, func, low=-128, high=255)
+
+
 def bias_int32(bias: torch.Tensor, s_w: torch.Tensor, s_x: float) -> torch.Tensor:
     """b_q = rne(b · (1 / (s_W · s_x))), computed in float32 as ExecuTorch computes the int32 bias;
     returned as float64 (exact integers)."""
+    check_finite(bias, "bias", "bias_int32")
+    _scales(s_w, "s_w", "bias_int32")
+    s_x = _scale(s_x, "s_x", "bias_int32")
+    if bias.shape != s_w.shape:
+        raise ValueError(message("bias", "bias_int32", f"one value per channel, shaped like s_w "
+                                  f"{tuple(s_w.shape)}", f"shape {tuple(bias.shape)}"))
+    return _bias_int32(bias, s_w, s_x)
+
+
+def _bias_int32(bias, s_w, s_x):
     scale = s_w.float() * s_x                        # float32 tensor × Python float: float32
     return torch.round(bias.float() * (1.0 / scale)).double()
 
 
 def multiplier(s_x: float, s_w: torch.Tensor, s_y: float) -> torch.Tensor:
     """m = f32(f32(s_x · s_W) / s_y), per output channel."""
+    s_x = _scale(s_x, "s_x", "multiplier")
+    _scales(s_w, "s_w", "multiplier")
+    s_y = _scale(s_y, "s_y", "multiplier")
+    return _multiplier(s_x, s_w, s_y)
+
+
+def _multiplier(s_x, s_w, s_y):
     return torch.tensor(s_x, dtype=torch.float32) * s_w.float() / torch.tensor(s_y, dtype=torch.float32)
 
 
 def requantize(acc: torch.Tensor, m: torch.Tensor, z_y: int, q_min: int, q_max: int) -> torch.Tensor:
     """XNNPACK's fp32 requantization of int32 accumulators `acc` (exact, float32 or 64) by multipliers `m`
     (float32, broadcastable): the int8 values, as float32."""
+    check_finite(acc, "acc", "requantize")
+    _scales(m, "m", "requantize")
+    _int_range(z_y, "z_y", q_min, q_max, "requantize")
+    return _requantize(acc, m, z_y, q_min, q_max)
+
+
+def _requantize(acc, m, z_y, q_min, q_max):
     y = torch.clamp_max(acc.float() * m, float(q_max - z_y))
     return (torch.round(y) + z_y).clamp_(q_min, q_max)
 
 
+@accepts(large="scales are only divided: s_a = s_b = s_y = 10**9 give m = 1, so M = 2**20 and "
+               "shift 20, exactly as for 1.0")
 def add_multipliers(s_a: float, s_b: float, s_y: float) -> tuple[int, int, int]:
     """(M_a, M_b, shift) of XNNPACK's int8 add: M = rne(f32(s / s_y) · 2^shift)."""
+    s_a = _scale(s_a, "s_a", "add_multipliers")
+    s_b = _scale(s_b, "s_b", "add_multipliers")
+    s_y = _scale(s_y, "s_y", "add_multipliers")
+    return _add_multipliers(s_a, s_b, s_y)
+
+
+def _add_multipliers(s_a, s_b, s_y):
     m_a, m_b = f32(s_a) / f32(s_y), f32(s_b) / f32(s_y)
     exponent = int(np.array(max(abs(m_a), abs(m_b)), dtype=f32).view(np.uint32) >> 23) - 127
     shift = 20 - exponent
@@ -86,6 +150,22 @@ def add_multipliers(s_a: float, s_b: float, s_y: float) -> tuple[int, int, int]:
 
 def add(a, z_a, b, z_b, multipliers, z_y, q_min=-128, q_max=127) -> torch.Tensor:
     """y_q = ⌊(2^(shift−1) − M_a z_a − M_b z_b + M_a a + M_b b) / 2^shift⌋ + z_y, clamped."""
+    check_finite(a, "a", "add")
+    _zero_point(z_a, "z_a", "add")
+    check_finite(b, "b", "add")
+    _zero_point(z_b, "z_b", "add")
+    if a.shape != b.shape:
+        raise ValueError(message("b", "add", f"int8 values shaped like a {tuple(a.shape)}",
+                                  f"shape {tuple(b.shape)}"))
+    if (not isinstance(multipliers, tuple) or len(multipliers) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in multipliers)):
+        raise TypeError(message("multipliers", "add", "the (M_a, M_b, shift) ints of add_multipliers",
+                                 multipliers))
+    _int_range(z_y, "z_y", q_min, q_max, "add")
+    return _add_int8(a, z_a, b, z_b, multipliers, z_y, q_min, q_max)
+
+
+def _add_int8(a, z_a, b, z_b, multipliers, z_y, q_min=-128, q_max=127):
     m_a, m_b, shift = multipliers
     bias = 2 ** (shift - 1) - m_a * z_a - m_b * z_b
     acc = bias + a.double() * m_a + b.double() * m_b          # < 2^31: exact in float64
@@ -94,6 +174,18 @@ def add(a, z_a, b, z_b, multipliers, z_y, q_min=-128, q_max=127) -> torch.Tensor
 
 def mean(x, z_x, s_x, s_y, z_y, q_min=-128, q_max=127) -> torch.Tensor:
     """Global average pooling of int8 values x (N, C, H, W) → (N, C, 1, 1), as XNNPACK's reduce."""
+    check_finite(x, "x", "mean")
+    if x.ndim != 4 or x.shape[2] * x.shape[3] == 0:
+        raise ValueError(message("x", "mean", "int8 values (N, C, H, W) with H·W ≥ 1",
+                                  f"shape {tuple(x.shape)}"))
+    _zero_point(z_x, "z_x", "mean")
+    s_x = _scale(s_x, "s_x", "mean")
+    s_y = _scale(s_y, "s_y", "mean")
+    _int_range(z_y, "z_y", q_min, q_max, "mean")
+    return _mean_int8(x, z_x, s_x, s_y, z_y, q_min, q_max)
+
+
+def _mean_int8(x, z_x, s_x, s_y, z_y, q_min=-128, q_max=127):
     n = x.shape[2] * x.shape[3]
     k = f32(f32(s_x) / f32(s_y)) * f32(f32(1.0) / f32(n))
     z = f32(z_y) - f32(f32(n * z_x) * k)
@@ -104,6 +196,15 @@ def mean(x, z_x, s_x, s_y, z_y, q_min=-128, q_max=127) -> torch.Tensor:
 
 def clamp_bounds(low: float, high: float | None, s: float, z: int, q_min: int, q_max: int) -> tuple[int, int]:
     """[q(low), q(high)] with q(v) = rne(f32(f32(v / s) + z)), within [q_min, q_max]."""
+    low = check_float(low, "low", "clamp_bounds")
+    if high is not None:
+        high = check_float(high, "high", "clamp_bounds", low=low)
+    s = _scale(s, "s", "clamp_bounds")
+    _int_range(z, "z", q_min, q_max, "clamp_bounds")
+    return _clamp_bounds(low, high, s, z, q_min, q_max)
+
+
+def _clamp_bounds(low, high, s, z, q_min, q_max):
     def q(v):
         return int(np.rint(np.clip(f32(f32(v) / f32(s)) + f32(z), q_min, q_max)))
 
@@ -205,29 +306,29 @@ class _Emulator(torch.fx.Interpreter):
         s_y, z_y, q_min, q_max = self._out_range(op, q)
         shape = (-1, 1, 1) if _op(op) == "conv2d" else (-1,)
         x = x - z_x
-        b_q = bias_int32(bias, s_w, s_x).view(shape) if bias is not None else torch.zeros(1, dtype=torch.float64)
+        b_q = _bias_int32(bias, s_w, s_x).view(shape) if bias is not None else torch.zeros(1, dtype=torch.float64)
         # every partial sum is an integer of magnitude ≤ max|x − z_x| · max_c Σ|W_q[c]| (+ |b_q|): below
         # 2^24, float32 holds each exactly, in any summation order — else compute in float64
         bound = x.abs().max().item() * w.abs().flatten(1).sum(1).max().item() + b_q.abs().max().item()
         dtype = torch.float32 if bound < 2**24 else torch.float64
         x, w = x.to(dtype), w.to(dtype)
         acc = F.conv2d(x, w, None, *op.args[3:]) if _op(op) == "conv2d" else F.linear(x, w)
-        return requantize(acc + b_q.to(dtype), multiplier(s_x, s_w, s_y).view(shape), z_y, q_min, q_max)
+        return _requantize(acc + b_q.to(dtype), _multiplier(s_x, s_w, s_y).view(shape), z_y, q_min, q_max)
 
     def _add(self, op, q):
         (a, s_a, z_a), (b, s_b, z_b) = self._int(op.args[0]), self._int(op.args[1])
         s_y, z_y, q_min, q_max = self._out_range(op, q)
-        return add(a, z_a, b, z_b, add_multipliers(s_a, s_b, s_y), z_y, q_min, q_max)
+        return _add_int8(a, z_a, b, z_b, _add_multipliers(s_a, s_b, s_y), z_y, q_min, q_max)
 
     def _mean(self, op, q):
         x, s_x, z_x = self._int(op.args[0])
         s_y, z_y, q_min, q_max = self._out(q)
-        return mean(x, z_x, s_x, s_y, z_y, q_min, q_max)
+        return _mean_int8(x, z_x, s_x, s_y, z_y, q_min, q_max)
 
     def _clamp(self, op, q):
         x, s, z = self._int(op.args[0])
         low, high = (0.0, None) if _op(op).startswith("relu") else (float(op.args[1]), float(op.args[2]))
-        return x.clamp(*clamp_bounds(low, high, s, z, *self._out(q)[2:]))
+        return x.clamp(*_clamp_bounds(low, high, s, z, *self._out(q)[2:]))
 
 
 class Emulated(nn.Module):
