@@ -30,7 +30,7 @@ def test_find_notebook_by_prefix_name_and_path(nbdir):
     assert cli.find_notebook("01", nbdir).name == "01_demo.ipynb"
     assert cli.find_notebook("01_demo", nbdir).name == "01_demo.ipynb"
     assert cli.find_notebook(str(nbdir / "02_fail.ipynb"), nbdir).name == "02_fail.ipynb"
-    with pytest.raises(cli.UsageError, match="'07' is not a notebook. Notebooks in .*: 01_demo, 02_fail"):
+    with pytest.raises(FileNotFoundError, match="'07' is not a notebook. Notebooks in .*: 01_demo, 02_fail"):
         cli.find_notebook("07", nbdir)
     with pytest.raises(cli.UsageError, match="matches several"):
         cli.find_notebook("0", nbdir)

@@ -20,7 +20,7 @@ def test_record_returns_clean_values_and_read_finds_them(monkeypatch):
 
 
 def test_record_rejects_what_a_table_cannot_hold():
-    with pytest.raises(TypeError, match="'curve' metric of record must be a number, str or bool"):
+    with pytest.raises(TypeError, match="The 'curve' parameter of record must be a number, str or bool"):
         report.record(curve=[1, 2])
-    with pytest.raises(ValueError, match="'loss' metric of record must be a finite number"):
+    with pytest.raises(ValueError, match="The 'loss' parameter of record must be a finite number"):
         report.record(loss=math.nan)

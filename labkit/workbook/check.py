@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .. import coding, distill, lowrank, prune, quantize, structured
+from ..validate import message
 
 
 def _fmt(x) -> str:
@@ -35,7 +36,7 @@ def _fmt(x) -> str:
 def _run(name: str, fn, cases: list[dict], compare, hint) -> bool:
     """cases: [{"args": tuple, "size": int}]; compare(args, got) → None if right, else a message."""
     if not callable(fn):
-        raise TypeError(f"The 'fn' parameter of check.{name} must be a function. Got {type(fn).__name__} instead.")
+        raise TypeError(message("fn", f"check.{name}", "a function", type(fn).__name__))
     cases = sorted(cases, key=lambda c: c["size"])
     for case in cases:
         args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case["args"])

@@ -13,6 +13,9 @@ runs (a typo lists the valid names). A report is written atomically: the noteboo
 temporary file that replaces reports/<name>.ipynb only when the run succeeded, so an interrupted or
 failed run leaves the previous report intact and no half-written file. An existing report is not
 replaced without --force. The source notebook is never modified.
+
+A bad command line (an unknown flag, a missing or ill-typed value, an unknown notebook or
+parameter) is one line on stderr, exit status 2, and nothing is written.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 from . import numerics
+from ._args import check_path, check_strs
 from .runner import (NOTEBOOKS, RunFailed, UsageError, check_parameters, find_notebook,
                      notebooks, parameters_of, run_notebook)
 
@@ -29,7 +33,7 @@ __all__ = ["main", "UsageError", "RunFailed", "find_notebook", "notebooks", "par
            "check_parameters", "run_notebook"]
 
 
-def cmd_list(args) -> int:
+def _cmd_list(args) -> int:
     for path in notebooks(Path(args.notebooks)):
         print(path.stem)
         for name, p in parameters_of(path).items():
@@ -37,7 +41,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
+def _cmd_run(args) -> int:
     directory = Path(args.notebooks)
     paths = notebooks(directory) if args.notebook == "all" else [find_notebook(args.notebook, directory)]
     if args.notebook == "all" and args.param:
@@ -63,7 +67,10 @@ def cmd_run(args) -> int:
 
 
 def parse_grid(path: Path, specs: list[str]) -> dict[str, list]:
-    """["tau=0.02,0.05", "seed=0,1"] → {"tau": [0.02, 0.05], "seed": [0, 1]}, type-checked."""
+    """["tau=0.02,0.05", "seed=0,1"] → {"tau": [0.02, 0.05], "seed": [0, 1]}, type-checked
+    against the notebook at `path` (a spec without '=' or an unknown or ill-typed value: UsageError)."""
+    check_path(path, "path", "parse_grid", exists=False)
+    check_strs(specs, "specs", "parse_grid", "a list of 'NAME=V1,V2,...' strs")
     axes = {}
     for spec in specs:
         name, sep, values = spec.partition("=")
@@ -73,7 +80,7 @@ def parse_grid(path: Path, specs: list[str]) -> dict[str, list]:
     return axes
 
 
-def cmd_sweep(args) -> int:
+def _cmd_sweep(args) -> int:
     from . import sweep
 
     path = find_notebook(args.notebook, Path(args.notebooks))
@@ -96,15 +103,15 @@ def cmd_sweep(args) -> int:
     print(table.drop(columns=["report"]).to_string(index=False))
     print(f"{len(table)} runs in {time.perf_counter() - start:.1f} s → {out}/sweep.csv, sweep.parquet")
     for _, row in failed.iterrows():
-        print(f"FAILED {run_label(row, axes)}: {row['error']}", file=sys.stderr)
+        print(f"FAILED {_run_label(row, axes)}: {row['error']}", file=sys.stderr)
     return 1 if len(failed) else 0
 
 
-def run_label(row, axes) -> str:
+def _run_label(row, axes) -> str:
     return ", ".join(f"{k}={row[k]}" for k in axes)
 
 
-def cmd_students(args) -> int:
+def _cmd_students(args) -> int:
     from . import students
 
     made = students.generate(Path(args.notebooks), Path(args.out))
@@ -113,8 +120,26 @@ def cmd_students(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error as one line (a UsageError) instead of the usage and the error."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _check_folders(args) -> None:
+    """The command line's folders, before anything runs: --notebooks exists, -o is not a file."""
+    if not Path(args.notebooks).is_dir():
+        raise UsageError(f"--notebooks {args.notebooks}: no such folder (an installed labkit has no "
+                         "notebooks: name their folder with --notebooks DIR)")
+    out = getattr(args, "out", None)
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"-o {out}: not a folder")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="labkit", description=__doc__.split("\n\n")[0])
+    """`labkit ...`: run the command line `argv` (default sys.argv[1:]); its exit status."""
+    parser = _Parser(prog="labkit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", default=str(NOTEBOOKS), help="folder of the notebooks")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="notebooks and their parameters")
@@ -140,11 +165,15 @@ def main(argv=None) -> int:
     sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     st = sub.add_parser("students", help="student notebooks: solutions replaced by stubs")
     st.add_argument("-o", "--out", default="build/students", help="output folder (default build/students)")
-    args = parser.parse_args(argv)
     try:
-        return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep,
-                "students": cmd_students}[args.command](args)
-    except UsageError as e:
+        args, extra = parser.parse_known_args(argv)
+        if extra:                                  # named by the subcommand they were given to
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} "
+                             f"(see 'labkit {args.command} --help')")
+        _check_folders(args)
+        return {"list": _cmd_list, "run": _cmd_run, "sweep": _cmd_sweep,
+                "students": _cmd_students}[args.command](args)
+    except (UsageError, FileNotFoundError) as e:
         print(f"labkit: {e}", file=sys.stderr)
         return 2
 

@@ -27,6 +27,9 @@ import platform
 import subprocess
 import sys
 
+from ..validate import check_choice
+from ._args import check_dict
+
 REFERENCE = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
@@ -51,10 +54,7 @@ EXPECTED = {"torch": "2.13.0+cpu", "machine": "x86_64", "isa": "AVX2", "threads"
 
 def environment(name: str = "reference") -> dict[str, str]:
     """The environment variables of 'reference', 'perturbed' or 'native' (the machine's own)."""
-    if name not in ENVIRONMENTS:
-        choices = ", ".join(repr(c) for c in ENVIRONMENTS)
-        raise ValueError(f"The 'name' parameter of environment must be one of {choices}. "
-                         f"Got {name!r} instead.")
+    check_choice(name, "name", "environment", tuple(ENVIRONMENTS))
     return dict(ENVIRONMENTS[name])
 
 
@@ -102,6 +102,7 @@ def describe() -> dict:
 
 def describe_in(env: dict[str, str]) -> dict:
     """describe() run in a fresh Python process whose environment is os.environ updated by `env`."""
+    check_dict(env, "env", "describe_in", "a dict {variable: str value}", values=str)
     code = "import json, labkit.workbook.numerics as n; print(json.dumps(n.describe()))"
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=300)
@@ -112,11 +113,14 @@ def describe_in(env: dict[str, str]) -> dict:
 
 def differences(found: dict, expected: dict = EXPECTED) -> list[str]:
     """['isa AVX512 (reference AVX2)', ...]: what makes `found` another environment; [] if none."""
+    check_dict(found, "found", "differences", "a dict as describe() returns")
+    check_dict(expected, "expected", "differences", "a dict as describe() returns")
     return [f"{k} {found.get(k)!r} (reference {v!r})" for k, v in expected.items() if found.get(k) != v]
 
 
 def status(env: dict[str, str] = REFERENCE) -> tuple[bool, str]:
     """(True, '') where a process started with `env` reproduces the reference here, else (False, why)."""
+    check_dict(env, "env", "status", "a dict {variable: str value}", values=str)
     found = describe_in(env)
     diff = differences(found)
     return (not diff, "; ".join(diff))
@@ -124,6 +128,7 @@ def status(env: dict[str, str] = REFERENCE) -> tuple[bool, str]:
 
 def summary(found: dict) -> str:
     """'torch 2.13.0+cpu, x86_64, AVX2, 1 thread' for a describe() result."""
+    check_dict(found, "found", "summary", "a dict as describe() returns")
     threads = found.get("threads")
     return (f"torch {found.get('torch')}, {found.get('machine')}, {found.get('isa')}, "
             f"{threads} thread{'s' * (threads != 1)}")

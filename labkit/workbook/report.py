@@ -13,6 +13,9 @@ import numbers
 
 from IPython.display import display
 
+from ..validate import message
+from ._args import check_notebook
+
 MIME = "application/vnd.labkit.metrics+json"
 
 
@@ -25,10 +28,9 @@ def record(**metrics) -> dict:
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             value = float(value)
             if not math.isfinite(value):
-                raise ValueError(f"The '{name}' metric of record must be a finite number. Got {value!r} instead.")
+                raise ValueError(message(name, "record", "a finite number (a metric)", value))
         elif not isinstance(value, (str, bool)):
-            raise TypeError(f"The '{name}' metric of record must be a number, str or bool. "
-                            f"Got {type(value).__name__} instead.")
+            raise TypeError(message(name, "record", "a number, str or bool (a metric)", type(value).__name__))
         clean[name] = value
     text = "metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in clean.items())
@@ -38,6 +40,7 @@ def record(**metrics) -> dict:
 
 def read(nb) -> dict:
     """The metrics recorded in an executed notebook (merged in order), {} if none."""
+    check_notebook(nb, "nb", "read")
     found = {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):

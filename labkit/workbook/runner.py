@@ -17,15 +17,19 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..validate import accepts, check_bool, message
 from . import report
+from ._args import check_dict, check_folder, check_path, check_str, check_strs, shown
 
 # The notebooks beside the package in a source checkout; an installed wheel has none, so
 # `labkit --notebooks DIR` names them.
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-class UsageError(Exception):
-    """A bad command line or parameter: printed as one line, exit status 2."""
+class UsageError(ValueError):
+    """A bad command line or parameter value: `labkit` prints it as one line, exit status 2.
+
+    A ValueError, so a Python caller of find_notebook or check_parameters catches it as one."""
 
 
 class RunFailed(Exception):
@@ -50,32 +54,50 @@ class RunFailed(Exception):
 
 
 def find_notebook(key: str, directory: Path = NOTEBOOKS) -> Path:
-    """'01', '01_sparsity_and_threshold_pruning', or a path → the notebook's path."""
+    """'01', '01_sparsity_and_threshold_pruning', or a path → the notebook's path.
+
+    A key that names no notebook raises FileNotFoundError (listing the notebooks of `directory`);
+    a prefix of several, a UsageError (a ValueError)."""
+    check_path(key, "key", "find_notebook", exists=False)
+    directory = check_folder(directory, "directory", "find_notebook", exists=False)
+    key = os.fspath(key)
     p = Path(key)
-    if p.suffix == ".ipynb" and p.exists():
+    if p.suffix == ".ipynb" and p.is_file():
         return p
-    matches = sorted(directory.glob(f"{key}*.ipynb")) if directory.is_dir() else []
+    as_name = p.name == key and p.suffix != ".ipynb" and not any(c in key for c in "*?[")
+    matches = sorted(directory.glob(f"{key}*.ipynb")) if as_name and directory.is_dir() else []
     exact = [m for m in matches if m.stem == key]
     if exact:
         return exact[0]
     if len(matches) == 1:
         return matches[0]
-    names = ", ".join(n.stem for n in notebooks(directory)) or "none"
-    what = "matches several notebooks" if matches else "is not a notebook"
-    raise UsageError(f"'{key}' {what}. Notebooks in {directory}: {names}")
+    names = ", ".join(n.stem for n in notebooks(directory)) if directory.is_dir() else "none (no such folder)"
+    if matches:
+        raise UsageError(message("key", "find_notebook", f"the name, a unique prefix or the path of one "
+                                 f"notebook; it matches several notebooks in {directory}: "
+                                 + ", ".join(m.stem for m in matches), key))
+    raise FileNotFoundError(f"'{key}' is not a notebook. Notebooks in {directory}: {names or 'none'}")
 
 
 def notebooks(directory: Path = NOTEBOOKS) -> list[Path]:
+    """The numbered notebooks of `directory` (01_*.ipynb, ...), in order."""
+    directory = check_folder(directory, "directory", "notebooks")
     return sorted(p for p in directory.glob("[0-9][0-9]*_*.ipynb"))
 
 
 def parameters_of(path: Path) -> dict[str, dict]:
     """{name: {"type": "int"|"float"|"str"|"bool", "default": value, "help": comment}}."""
+    path = check_path(path, "path", "parameters_of")
+    import nbformat
     import papermill
 
-    params = papermill.inspect_notebook(str(path))
+    try:
+        params = papermill.inspect_notebook(str(path))
+    except (nbformat.reader.NotJSONError, nbformat.ValidationError, IsADirectoryError, UnicodeDecodeError):
+        raise ValueError(message("path", "parameters_of", "a Jupyter notebook (.ipynb)", str(path))) from None
     if not params:
-        raise UsageError(f"{path.name} has no cell tagged 'parameters'.")
+        raise UsageError(message("path", "parameters_of", "a notebook with a cell tagged 'parameters'",
+                                 path.name))
     out = {}
     for name, p in params.items():
         default = ast.literal_eval(p["default"])
@@ -84,7 +106,17 @@ def parameters_of(path: Path) -> dict[str, dict]:
 
 
 def coerce(name: str, raw: str, spec: dict, nb: str):
-    """The command-line string `raw` as a value of the parameter's type, or a UsageError."""
+    """The command-line string `raw` as a value of the parameter's type, or a UsageError.
+
+    spec: the parameter's entry in `parameters_of` ({"type": ..., "default": ...}); nb: the
+    notebook's name, for the message."""
+    check_str(name, "name", "coerce")
+    check_str(raw, "raw", "coerce")
+    allowed = 'a parameter spec {"type": "int"|"float"|"str"|"bool", "default": ...} as parameters_of gives'
+    check_dict(spec, "spec", "coerce", allowed)
+    if spec.get("type") not in ("int", "float", "str", "bool") or "default" not in spec:
+        raise ValueError(message("spec", "coerce", allowed, spec))
+    check_str(nb, "nb", "coerce")
     kind = spec["type"]
     if kind == "str":
         return raw
@@ -101,6 +133,16 @@ def coerce(name: str, raw: str, spec: dict, nb: str):
 
 
 def check_parameters(path: Path, pairs: list[tuple[str, str]]) -> dict:
+    """{name: value} from the command line's (name, raw string) pairs, checked against the
+    notebook's parameters cell: an unknown name or a value of the wrong type is a UsageError."""
+    check_path(path, "path", "check_parameters", exists=False)
+    allowed = "a list of (name, value) pairs of strs"
+    def pair(p):
+        return isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) for s in p)
+
+    if not isinstance(pairs, (list, tuple)) or not all(map(pair, pairs)):
+        raise TypeError(message("pairs", "check_parameters", allowed, shown(pairs)))
+    path = check_path(path, "path", "check_parameters")
     spec = parameters_of(path)
     values = {}
     for name, raw in pairs:
@@ -111,8 +153,12 @@ def check_parameters(path: Path, pairs: list[tuple[str, str]]) -> dict:
     return values
 
 
+@accepts(str="'x' is a text and a file name: it writes the text 'x' to ./x, as asked")
 def atomic_write_text(text: str, dest: Path) -> None:
     """Write `text` to `dest` through a unique temporary file in the same folder, then rename."""
+    check_str(text, "text", "atomic_write_text")
+    dest = check_path(dest, "dest", "atomic_write_text", exists=False)
+    check_folder(dest.parent, "dest", "atomic_write_text")      # its folder exists
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -123,9 +169,19 @@ def atomic_write_text(text: str, dest: Path) -> None:
             os.remove(tmp)
 
 
-@contextmanager
+@accepts(none="None is the documented 'no variables': os.environ as it is inside the block")
 def environment(env: dict[str, str] | None):
-    """os.environ updated by `env` inside the block (kernels started there inherit it)."""
+    """os.environ updated by `env` inside the block (kernels started there inherit it).
+
+        with environment({"OMP_NUM_THREADS": "1"}): ...
+    """
+    if env is not None:
+        check_dict(env, "env", "environment", "a dict {variable: str value} or None", values=str)
+    return _environment(env)
+
+
+@contextmanager
+def _environment(env: dict[str, str] | None):
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
@@ -143,7 +199,11 @@ _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
 
 
 def failure_location(traceback: list[str], source: str) -> tuple[int | None, int | None, str]:
-    """(execution count, line, source line) of the notebook cell's frame in an IPython traceback."""
+    """(execution count, line, source line) of the notebook cell's frame in an IPython traceback.
+
+    traceback: the list of str lines papermill's error carries; source: the failing cell's source."""
+    check_strs(traceback, "traceback", "failure_location", "a list of strs (the traceback's lines)")
+    check_str(source, "source", "failure_location")
     text = _ANSI.sub("", "\n".join(traceback))
     m = _CELL_LINE.search(text)
     if not m:
@@ -171,6 +231,19 @@ def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = Fals
     kernel (e.g. `numerics.environment("perturbed")`). On failure raises RunFailed, after keeping
     the executed notebook as out_dir/<name>.failed.ipynb (+ .html).
     """
+    func = "run_notebook"
+    check_path(path, "path", func, exists=False)
+    check_dict(parameters, "parameters", func)
+    check_folder(out_dir, "out_dir", func, exists=False)
+    check_bool(force, "force", func)
+    check_bool(html, "html", func)
+    check_bool(progress, "progress", func)
+    if env is not None:
+        check_dict(env, "env", func, "a dict {variable: str value} or None", values=str)
+    path = check_path(path, "path", func)
+    if not path.is_file() or path.suffix != ".ipynb":
+        raise ValueError(message("path", func, "the path of a notebook file (.ipynb)", str(path)))
+    out_dir = Path(out_dir)
     import nbformat
     import papermill
 
@@ -186,7 +259,7 @@ def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = Fals
             papermill.execute_notebook(str(path), tmp, parameters=parameters, cwd=str(path.parent),
                                        kernel_name="python3", progress_bar=progress)
     except papermill.PapermillExecutionError as e:
-        cell, line, source_line = failure_location(e.traceback, e.source)
+        cell, line, source_line = failure_location(list(e.traceback or []), str(e.source or ""))
         os.replace(tmp, failed)
         _export(failed, html)
         raise RunFailed(path.stem, e.ename, str(e.evalue), cell, line, source_line, failed) from None

@@ -25,12 +25,17 @@ from pathlib import Path
 
 import nbformat
 
+from ..validate import accepts
+from ._args import check_folder, check_notebook, check_str
+
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 
 
+@accepts(str="'x' is a cell source with no solution region: it comes back as it is, 0 regions")
 def strip_solutions(source: str) -> tuple[str, int]:
     """(source with each solution region replaced by a stub, number of regions)."""
+    check_str(source, "source", "strip_solutions")
     out, inside, regions = [], False, 0
     for number, line in enumerate(source.split("\n"), 1):
         begin = BEGIN.match(line)
@@ -53,6 +58,7 @@ def strip_solutions(source: str) -> tuple[str, int]:
 
 def make_student(nb) -> tuple[object, int]:
     """A student copy of a solution notebook (nbformat node) and its number of exercises."""
+    check_notebook(nb, "nb", "make_student")
     student = nbformat.from_dict(nb)
     total = 0
     for cell in student.cells:
@@ -67,6 +73,8 @@ def make_student(nb) -> tuple[object, int]:
 
 def generate(notebooks_dir: Path, out_dir: Path) -> dict[str, int]:
     """Write a student version of every numbered notebook into out_dir; {name: exercises}."""
+    notebooks_dir = check_folder(notebooks_dir, "notebooks_dir", "generate")
+    out_dir = check_folder(out_dir, "out_dir", "generate", exists=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     made = {}
     for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):

@@ -21,19 +21,32 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..validate import check_bool, check_int, message
+from ._args import check_dict, check_folder, check_path, check_str, check_table, shown
+
 
 def grid(axes: dict[str, list]) -> list[dict]:
     """The cartesian product of {name: [values]} as a list of {name: value}, in order."""
+    allowed = "a dict {name: list of values}"
+    check_dict(axes, "axes", "grid", allowed, values=(list, tuple, range))
     names = list(axes)
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
 
 
 def run_tag(params: dict) -> str:
+    """A grid point's folder name: {"tau": 0.05, "seed": 1} → 'tau=0.05_seed=1' ('defaults' for {})."""
+    check_dict(params, "params", "run_tag")
     return "_".join(f"{k}={v}" for k, v in params.items()) or "defaults"
 
 
 def run_one(path: str, params: dict, out_dir: str, threads: int | None = 1) -> dict:
-    """Run one grid point; never raises: a failure is returned as a row with its error."""
+    """Run one grid point. A failed run does not raise: it is returned as a row with its error
+    (only arguments of the wrong type raise, before anything runs)."""
+    check_path(path, "path", "run_one", exists=False)
+    check_dict(params, "params", "run_one")
+    check_path(out_dir, "out_dir", "run_one", exists=False)
+    if threads is not None:
+        check_int(threads, "threads", "run_one", low=0)
     from . import runner  # imported here: this runs in a worker process
 
     if threads:
@@ -57,7 +70,24 @@ def run_one(path: str, params: dict, out_dir: str, threads: int | None = 1) -> d
 
 def sweep(path: Path, points: list[dict], out_dir: Path, workers: int = 2,
           dask_address: str | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run every grid point; return the table (also written to out_dir/sweep.csv and .parquet)."""
+    """Run every grid point; return the table (also written to out_dir/sweep.csv and .parquet).
+
+    points: a non-empty list of {name: value} (as `grid` makes); workers: local processes, or
+    dask_address: a Dask scheduler's address instead."""
+    check_path(path, "path", "sweep", exists=False)
+    allowed = "a non-empty list of {name: value} dicts (as grid makes)"
+    if not isinstance(points, (list, tuple)) or not all(isinstance(p, dict) for p in points):
+        raise TypeError(message("points", "sweep", allowed, shown(points)))
+    if not points:
+        raise ValueError(message("points", "sweep", allowed, points))
+    for p in points:
+        check_dict(p, "points", "sweep", allowed)
+    out_dir = check_folder(out_dir, "out_dir", "sweep", exists=False)
+    check_int(workers, "workers", "sweep", low=1)
+    if dask_address is not None:
+        check_str(dask_address, "dask_address", "sweep", empty=False)
+    check_bool(progress, "progress", "sweep")
+    path = check_path(path, "path", "sweep")
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [(str(path), p, str(out_dir)) for p in points]
     if dask_address:
@@ -101,6 +131,9 @@ def _atomic(write, dest: Path) -> None:
 def pareto_front(table: pd.DataFrame, cost: str, value: str) -> pd.Series:
     """True for the rows no other row beats: lower-or-equal `cost` and higher-or-equal `value`,
     strictly better in one of them (e.g. cost = size_bytes, value = accuracy)."""
+    check_str(cost, "cost", "pareto_front")
+    check_str(value, "value", "pareto_front")
+    check_table(table, "table", "pareto_front", columns=(cost, value))
     c, v = table[cost].to_numpy(), table[value].to_numpy()
     keep = [not any((c2 <= c1 and v2 >= v1) and (c2 < c1 or v2 > v1) for c2, v2 in zip(c, v))
             for c1, v1 in zip(c, v)]
@@ -109,7 +142,15 @@ def pareto_front(table: pd.DataFrame, cost: str, value: str) -> pd.Series:
 
 def pareto_plot(table: pd.DataFrame, value: str = "accuracy",
                 costs: tuple[str, ...] = ("size_bytes", "latency_ms"), label: str | None = None):
-    """One panel per cost column present: every run as a point, the Pareto front as a line."""
+    """One panel per cost column present: every run as a point, the Pareto front as a line.
+
+    None when the table has no `value` column or none of the `costs` (nothing to draw)."""
+    check_table(table, "table", "pareto_plot")
+    check_str(value, "value", "pareto_plot")
+    if not isinstance(costs, (list, tuple)) or not all(isinstance(c, str) for c in costs):
+        raise TypeError(message("costs", "pareto_plot", "a tuple of column names (strs)", shown(costs)))
+    if label is not None:
+        check_str(label, "label", "pareto_plot")
     import matplotlib.pyplot as plt
 
     ok = table[table["status"] == "ok"] if "status" in table else table
