@@ -12,7 +12,7 @@ import numbers
 import os
 from pathlib import Path
 
-from ..validate import message
+from ..validate import check_path, message  # check_path: one path check for the package
 
 
 def shown(value):
@@ -31,17 +31,6 @@ def check_str(value, name: str, func: str, empty: bool = True) -> str:
     if not empty and not value:
         raise ValueError(message(name, func, "a non-empty str", value))
     return value
-
-
-def check_path(value, name: str, func: str, exists: bool = True) -> Path:
-    """Return `value` as a Path if it is a str or os.PathLike (and, if `exists`, names an existing
-    file or folder); a wrong type raises TypeError, a missing path FileNotFoundError naming it."""
-    if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value):
-        raise TypeError(message(name, func, "a path (a non-empty str or os.PathLike)", shown(value)))
-    path = Path(value)
-    if exists and not path.exists():
-        raise FileNotFoundError(message(name, func, "an existing path", str(value)))
-    return path
 
 
 def check_folder(value, name: str, func: str, exists: bool = True) -> Path:
