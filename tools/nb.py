@@ -111,8 +111,14 @@ def sanitizers() -> list[tuple[re.Pattern, str]]:
 
 def comparable(cell, subs) -> list:
     """A cell's outputs as nbval compares them: text and non-image data, sanitized."""
-    out = []
-    for o in cell.get("outputs", []):
+    out, merged = [], []
+    for o in cell.get("outputs", []):             # consecutive stream chunks as one, as nbval does
+        if merged and o.get("output_type") == "stream" and merged[-1].get("output_type") == "stream" \
+                and merged[-1].get("name") == o.get("name"):
+            merged[-1] = {**merged[-1], "text": merged[-1]["text"] + o["text"]}
+        else:
+            merged.append(o)
+    for o in merged:
         items = {"text": o["text"]} if "text" in o else {
             k: v for k, v in o.get("data", {}).items() if not k.startswith("image/")}
         if "ename" in o:
