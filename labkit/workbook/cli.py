@@ -5,7 +5,10 @@
                                          .html, and .json (its parameters and recorded metrics)
     labkit run all --force               every notebook (what `make report` does)
     labkit sweep 01 -g tau=0.02,0.05 -g seed=0,1 [--workers 2 | --dask ADDRESS]
-                                         a grid of runs → reports/sweeps/01_…/sweep.csv, .parquet, pareto.png
+                                         a grid of runs → reports/sweeps/01_…/sweep.csv, .parquet,
+                                         metrics.png (each recorded metric vs the swept
+                                         parameters), pareto.png (where a cost and a value are
+                                         recorded: `labkit list` says which notebooks do)
     labkit students                      student notebooks (solutions stubbed) → build/students/
 
 A parameter's name and type are checked against the notebook's `parameters` cell before anything
@@ -34,10 +37,18 @@ __all__ = ["main", "UsageError", "RunFailed", "find_notebook", "notebooks", "par
 
 
 def _cmd_list(args) -> int:
+    from . import report, sweep
+
     for path in notebooks(Path(args.notebooks)):
         print(path.stem)
         for name, p in parameters_of(path).items():
             print(f"    {name:<16} {p['type']:<6} = {p['default']!r:<12} {p['help']}")
+        names = report.recorded_names(path)
+        pairs = sweep.pareto_pairs(names)
+        print(f"    records: {', '.join(names) or 'nothing (labkit.report.record is not called)'}")
+        print("    sweep figures: metrics.png" + (
+            ", pareto.png (" + ", ".join(f"{v} vs {c}" for c, v in pairs) + ")" if pairs else
+            "; no pareto.png (no cost with a value)") if names else "    sweep figures: none")
     return 0
 
 
@@ -96,15 +107,25 @@ def _cmd_sweep(args) -> int:
     start = time.perf_counter()
     table = sweep.sweep(path, points, out, workers=args.workers, dask_address=args.dask,
                         progress=not args.quiet)
-    fig = sweep.pareto_plot(table)
-    if fig is not None:
-        fig.savefig(out / "pareto.png", dpi=120)
+    written = ["sweep.csv", "sweep.parquet", *_save_figures(table, axes, out, path.stem)]
     failed = table[table["status"] != "ok"]
     print(table.drop(columns=["report"]).to_string(index=False))
-    print(f"{len(table)} runs in {time.perf_counter() - start:.1f} s → {out}/sweep.csv, sweep.parquet")
+    why = "" if "pareto.png" in written else (
+        f" (no pareto.png: {path.stem} records no cost ({', '.join(c + '*' for c in sweep.COSTS)}) "
+        f"with a value ({sweep.VALUE}*))" if "metrics.png" in written else " (no figure: no run recorded a number)")
+    print(f"{len(table)} runs in {time.perf_counter() - start:.1f} s → {out}/{', '.join(written)}{why}")
     for _, row in failed.iterrows():
         print(f"FAILED {_run_label(row, axes)}: {row['error']}", file=sys.stderr)
     return 1 if len(failed) else 0
+
+
+def _save_figures(table, axes, out: Path, name: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")              # files only: no window, whatever the machine has
+    from . import sweep
+
+    return sweep.save_figures(table, axes, out, title=name)
 
 
 def _run_label(row, axes) -> str:
