@@ -103,7 +103,9 @@ def sweep(path: Path, points: list[dict], out_dir: Path, workers: int = 2,
     check_bool(progress, "progress", "sweep")
     path = check_path(path, "path", "sweep")
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = [(str(path), p, str(out_dir)) for p in points]
+    # absolute: a Dask worker (or a pool process) has its own working folder, and the runs must
+    # land beside this table, not in the worker's folder
+    args = [(str(path.resolve()), p, str(out_dir.resolve())) for p in points]
     if dask_address:
         from distributed import Client
 
