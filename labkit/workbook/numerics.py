@@ -43,6 +43,9 @@ PERTURBED = {
     "ONEDNN_MAX_CPU_ISA": "SSE41",
     "OMP_NUM_THREADS": "2",
     "MKL_NUM_THREADS": "2",
+    # two test workers x two threads on two cores: waiting threads sleep instead of spinning, or
+    # every small parallel op waits a time slice for a descheduled thread (timing only, not numerics)
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
 ENVIRONMENTS = {"reference": REFERENCE, "perturbed": PERTURBED, "native": {}}
 
