@@ -97,6 +97,18 @@ def compared_cells(nb, reproduced: bool) -> tuple[int, int]:
     return compared, skipped
 
 
+def notebooks_in_run(config) -> list:
+    """The .ipynb files named by the command line's paths (a folder: every notebook in it)."""
+    found = set()
+    for arg in config.args:
+        path = Path(str(arg).split("::")[0])
+        if path.is_dir():
+            found.update(path.rglob("*.ipynb"))
+        elif path.suffix == ".ipynb":
+            found.add(path)
+    return sorted(p for p in found if ".ipynb_checkpoints" not in p.parts)
+
+
 def pytest_terminal_summary(terminalreporter, config):
     if not (config.option.nbval or config.option.nbval_lax) or STATUS not in os.environ:
         return
@@ -105,7 +117,7 @@ def pytest_terminal_summary(terminalreporter, config):
     status = json.loads(os.environ[STATUS])
     reproduced = not status["why"]
     counts = {p.stem[:3].rstrip("_"): compared_cells(nbformat.read(p, as_version=4), reproduced)
-              for p in sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))}
+              for p in notebooks_in_run(config)}
     compared = sum(c for c, _ in counts.values())
     if reproduced:
         ignored = sum(s for _, s in counts.values())
