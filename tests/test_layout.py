@@ -57,6 +57,13 @@ def test_a_monkeypatch_through_the_old_name_is_seen_through_the_new(monkeypatch)
     assert mobilenet.WEIGHTS_SHA256 == "0" * 64
 
 
+def in_fresh_interpreter(code: str) -> None:
+    """Run `code` in a new Python process from the source tree; its asserts must pass."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
 def test_the_old_private_name_of_validate_is_the_public_module():
     """Notebooks import `labkit._validate` (until the integrator switches them): the same object."""
     code = ("from labkit._validate import check_float, check_int\n"
@@ -64,9 +71,7 @@ def test_the_old_private_name_of_validate_is_the_public_module():
             "assert labkit._validate is labkit.validate and check_int is labkit.validate.check_int\n"
             "assert '_validate' not in dir(labkit) and 'validate' in dir(labkit)\n"
             "assert labkit.validate.__file__.endswith('labkit/validate.py')\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
+    in_fresh_interpreter(code)
     assert not (PACKAGE / "_validate.py").exists()
 
 
@@ -77,9 +82,7 @@ def test_old_names_first_in_a_fresh_interpreter():
             "assert p is labkit.deploy.pt2e and labkit.mobile is labkit.deploy.mobile\n"
             "assert mobilenet is labkit.deploy.mobilenet and labkit.mobile.export is labkit.deploy.mobile.export\n"
             "assert labkit.deploy.mobile.__file__.endswith('deploy/mobile.py')\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
+    in_fresh_interpreter(code)
 
 
 def test_a_notebooks_imports_in_a_fresh_interpreter():
@@ -91,9 +94,7 @@ def test_a_notebooks_imports_in_a_fresh_interpreter():
             "assert report is labkit.workbook.report and record is labkit.workbook.report.record\n"
             "assert widgets is labkit.workbook.widgets and plots is labkit.workbook.plots\n"
             "assert check is labkit.workbook.check and check.__file__.endswith('workbook/check.py')\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
+    in_fresh_interpreter(code)
 
 
 # ---------------------------------------------------------------- the import graph

@@ -85,8 +85,7 @@ def test_elsewhere_only_tagged_cells_are_compared_and_the_run_says_so(tmp_path):
     tamper(path, 1, "trained 0.971\n")                       # as another CPU's kernels would print
     done = nbval_with_conftest(path, "perturbed")
     assert done.returncode == 0, done.stdout
-    assert "nbval: NOT the reference numeric environment (isa 'DEFAULT' (reference 'AVX2')" in done.stdout \
-        or "nbval: NOT the reference numeric environment (" in done.stdout, done.stdout
+    assert "nbval: NOT the reference numeric environment (" in done.stdout, done.stdout
     assert "machine-independent cells compared" in done.stdout, done.stdout
     tamper(path, 0, "exact 0.667\n")                         # a machine-independent output changed
     done = nbval_with_conftest(path, "perturbed")

@@ -8,8 +8,8 @@ third decimal. So the stored outputs are made, and compared cell by cell, in one
 
 `REFERENCE` holds the environment variables that select it; they act only in a process that has not
 imported torch yet, so they are given to the kernels (nbval, papermill, tools/nb.py), never set
-inside one. `status()` says whether this machine reproduces the reference: it runs `describe()` in
-a fresh process under `REFERENCE` and compares it with `EXPECTED`, whose `probe` is the sha256 of a
+inside one. Whether this machine reproduces the reference: `describe_in(REFERENCE)` runs `describe()`
+in a fresh process and `differences()` compares it with `EXPECTED`, whose `probe` is the sha256 of a
 few training steps through the kernels the notebooks use (MKL's sgemm, oneDNN's convolution, ATen's
 vectorized elementwise ops and Adam). Where the probe differs (ARM, Apple silicon, an MKL that
 dispatches differently, a torch that ignores the pins), only the cells tagged machine-independent
@@ -119,14 +119,6 @@ def differences(found: dict, expected: dict = EXPECTED) -> list[str]:
     check_dict(found, "found", "differences", "a dict as describe() returns")
     check_dict(expected, "expected", "differences", "a dict as describe() returns")
     return [f"{k} {found.get(k)!r} (reference {v!r})" for k, v in expected.items() if found.get(k) != v]
-
-
-def status(env: dict[str, str] = REFERENCE) -> tuple[bool, str]:
-    """(True, '') where a process started with `env` reproduces the reference here, else (False, why)."""
-    check_dict(env, "env", "status", "a dict {variable: str value}", values=str)
-    found = describe_in(env)
-    diff = differences(found)
-    return (not diff, "; ".join(diff))
 
 
 def summary(found: dict) -> str:
