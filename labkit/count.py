@@ -1,4 +1,4 @@
-"""Counting what a network costs: parameters, multiply-accumulates (MACs), CPU latency.
+"""Counting what a network costs: parameters, multiply-accumulates (MACs), bytes, CPU latency.
 
 For one input sample, a layer's MACs are
 
@@ -13,6 +13,7 @@ latency drop.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -20,8 +21,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .coding import relative_index
+from .quantize import size_bytes
 from .train import evaluating
-from .validate import check_int, check_module, check_tensor, message
+from .validate import check_bits, check_bool, check_choice, check_int, check_module, check_tensor, message, prunable_layers
 
 
 def params(model: nn.Module, nonzero: bool = False) -> int:
@@ -101,20 +104,94 @@ def time_calls(call, runs: int, warmup: int) -> list[float]:
 
 
 @torch.no_grad()
-def latency(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 3,
-            threads: int | None = None) -> float:
-    """Median wall time in seconds of `model(x)` in eval mode on the CPU, on `threads` threads
-    (None: the current count). Machine-dependent: print it in a cell marked NBVAL_IGNORE_OUTPUT."""
-    check_module(model, "model", "latency")
-    check_tensor(x, "x", "latency")
-    repeats = check_int(repeats, "repeats", "latency", low=1)
-    warmup = check_int(warmup, "warmup", "latency", low=0)
+def benchmark(model: nn.Module, x: torch.Tensor, threads: int = 1, runs: int = 50, warmup: int = 5) -> dict:
+    """The workbook's one timing protocol for a PyTorch model: `model(x)` in eval mode under
+    no_grad, on `threads` CPU threads, `warmup` untimed calls then `runs` timed ones.
+
+    Returns {"median_ms", "p90_ms", "min_ms", "runs", "threads"}; the model's mode and torch's
+    thread count are restored. `deploy.mobile.benchmark` times an exported program the same way.
+    Machine-dependent: print it in a cell marked NBVAL_IGNORE_OUTPUT."""
+    check_module(model, "model", "benchmark")
+    check_tensor(x, "x", "benchmark")
+    threads = check_int(threads, "threads", "benchmark", low=1, high=256)
+    runs = check_int(runs, "runs", "benchmark", low=1)
+    warmup = check_int(warmup, "warmup", "benchmark", low=0)
     old = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(check_int(threads, "threads", "latency", low=1))
+    torch.set_num_threads(threads)
     try:
         with evaluating(model):
-            times = time_calls(lambda: model(x), repeats, warmup)
+            times = time_calls(lambda: model(x), runs, warmup)
     finally:
         torch.set_num_threads(old)
-    return statistics.median(times)
+    return timing(times, threads)
+
+
+def timing(times: list[float], threads: int) -> dict:
+    """{"median_ms", "p90_ms", "min_ms", "runs", "threads"} of sorted wall times in seconds."""
+    if not isinstance(times, (list, tuple)) or not times:
+        raise TypeError(message("times", "timing", "a non-empty list of seconds", type(times).__name__))
+    ms = sorted(1e3 * t for t in times)
+    return dict(median_ms=statistics.median(ms), p90_ms=ms[min(len(ms) - 1, int(0.9 * len(ms)))],
+                min_ms=ms[0], runs=len(ms), threads=check_int(threads, "threads", "timing", low=1))
+
+
+def latency_ms(model: nn.Module, x: torch.Tensor, threads: int = 1, runs: int = 50, warmup: int = 5) -> float:
+    """Median milliseconds of `model(x)` by `benchmark`'s protocol (the number the notebooks print)."""
+    return benchmark(model, x, threads=threads, runs=runs, warmup=warmup)["median_ms"]
+
+
+# ---------------------------------------------------------------------------- bytes
+def layer_bits(layer: nn.Module, bits: int | None = None, scheme: str = "symmetric", granularity: str = "channel",
+               codebook: bool = False, index_bits: int | None = None) -> int:
+    """Bits to store one Linear / Conv layer: its weight values with their quantization parameters
+    (one stream, rounded up to whole bytes as `quantize.size_bytes` does), the sparse indices if
+    any, and the bias in float32.
+
+        values      bits=None: float32; else `bits` per value with one scale (float32) per channel
+                    (+ a zero point of `bits` for "affine", `quantize.size_bytes`), or, codebook=True,
+                    a k-means codebook of 2^bits float32 centroids and no scale
+        sparse      index_bits=b: only the non-zeros are stored, each with a b-bit relative index
+                    (Deep Compression; gaps over 2^b cost a filler entry, `coding.relative_index`)
+    The one size accounting of the workbook: `model_bytes`, `mixed` and `deep_compression` use it."""
+    if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        raise TypeError(message("layer", "layer_bits", "an nn.Linear or nn.Conv layer", type(layer).__name__))
+    check_choice(scheme, "scheme", "layer_bits", ("affine", "symmetric"))
+    check_choice(granularity, "granularity", "layer_bits", ("tensor", "channel"))
+    check_bool(codebook, "codebook", "layer_bits")
+    w = layer.weight.detach()
+    if index_bits is None:
+        entries = w.numel()
+        index = 0
+    else:
+        stored, _ = relative_index(w != 0, check_bits(index_bits, "index_bits", "layer_bits", high=32))
+        entries = len(stored)                     # kept weights + fillers
+        index = entries * index_bits
+    bias = 0 if layer.bias is None else 32 * layer.bias.numel()
+    if bits is None:
+        if codebook:
+            raise ValueError(message("bits", "layer_bits", "an int in the range [1, 16] when codebook=True", bits))
+        return 32 * entries + index + bias
+    bits = check_bits(bits, "bits", "layer_bits", high=16)
+    channels = w.shape[0] if granularity == "channel" else 1
+    values = 8 * size_bytes(entries, bits, 0 if codebook else channels, scheme,
+                            codebook=2 ** bits if codebook else 0)
+    return values + index + bias
+
+
+def model_bytes(model: nn.Module, bits: int | dict | None = None, scheme: str = "symmetric",
+                granularity: str = "channel", codebook: bool = False, index_bits: int | None = None) -> int:
+    """Bytes of the Linear / Conv layers of `model`, each rounded up to whole bytes (`layer_bits`).
+
+    bits: None (float32), an int, or {layer name: bits or None}; the other arguments as in
+    `layer_bits`. Other parameters (normalization, embeddings) are not counted."""
+    layers = prunable_layers(model, "model", "model_bytes")
+    if isinstance(bits, dict):
+        unknown = set(bits) - {n for n, _ in layers}
+        if unknown:
+            raise ValueError(message("bits", "model_bytes", f"a dict keyed by layer names "
+                                     f"{[n for n, _ in layers]}", sorted(unknown)))
+    total = 0
+    for name, m in layers:
+        b = bits.get(name) if isinstance(bits, dict) else bits
+        total += math.ceil(layer_bits(m, b, scheme, granularity, codebook, index_bits) / 8)
+    return total

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import coding
+from .count import layer_bits
 from .validate import check_bits, check_module, check_xy, message, per_layer, prunable_layers
 from .quantize import kmeans
 from .share import CodebookSGD
@@ -112,8 +113,8 @@ def size_table(model: nn.Module, shared: dict, index_bits=5) -> pd.DataFrame:
     shared: as returned by `share_pruned_` (codebook (K + 1,) whose last entry is the zero).
     index_bits: an int or {layer: bits} for the relative indices, every layer given (a table counts
     every layer, so here a layer missing from the dict is a ValueError, as in `shared`). Bits are counted exactly:
-    Huffman streams by `coding.huffman_bits`, tables by `coding.table_bits`, fp32 codebooks
-    and biases. Columns follow Han et al.'s Table 2.
+    dense and P by `count.layer_bits` (the workbook's one size accounting), Huffman streams by
+    `coding.huffman_bits`, tables by `coding.table_bits`, fp32 codebooks and biases. Columns follow Han et al.'s Table 2.
     """
     layers = prunable_layers(model, "model", "size_table")
     names = [n for n, _ in layers]
@@ -140,8 +141,8 @@ def size_table(model: nn.Module, shared: dict, index_bits=5) -> pd.DataFrame:
             "fillers": s["fillers"],
             "weight bits P+Q": value_fixed, "weight bits P+Q+H": hv / max(E, 1),
             "index bits P+Q": b, "index bits P+Q+H": hi / max(E, 1),
-            "bits dense": 32 * idx.numel() + bias,
-            "bits P": E * (32 + b) + bias,
+            "bits dense": layer_bits(m),
+            "bits P": layer_bits(m, index_bits=b),
             "bits P+Q": E * (value_fixed + b) + 32 * K + bias,
             "bits P+Q+H": hv + hi + coding.table_bits(K + 1) + coding.table_bits(2 ** b)
                           + 32 * K + bias})

@@ -20,7 +20,6 @@ import warnings
 import torch
 from torch import nn
 
-from . import count
 from .validate import message, check_choice, check_int, check_module
 from .prune import clone
 
@@ -87,14 +86,3 @@ def serialized_bytes(model: nn.Module) -> int:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.tell()
-
-
-def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = 50, threads: int = 1,
-               warmup: int = 5) -> float:
-    """Median wall time of one forward pass of `model` on x, in milliseconds, on `threads`
-    CPU threads (`count.latency` in ms; machine-dependent: print it in an NBVAL_IGNORE_OUTPUT cell)."""
-    check_module(model, "model", "latency_ms")
-    repeats = check_int(repeats, "repeats", "latency_ms", low=1)
-    threads = check_int(threads, "threads", "latency_ms", low=1)
-    warmup = check_int(warmup, "warmup", "latency_ms", low=0)
-    return 1000 * count.latency(model, x, repeats=repeats, warmup=warmup, threads=threads)

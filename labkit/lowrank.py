@@ -178,9 +178,3 @@ def factorize(model: nn.Module, rank: int | dict | None = None, energy: float | 
         ranks[name] = r
     new.lowrank_ranks = ranks
     return new
-
-
-def num_params(model: nn.Module) -> int:
-    """Number of parameters (weights and biases) of `model`."""
-    check_module(model, "model", "num_params")
-    return sum(p.numel() for p in model.parameters())

@@ -10,20 +10,22 @@ quantized to b bits) and the size m_l(b) in bytes, choose b_l for every layer to
 assuming the sensitivities add up (a first-order approximation, checked in notebook 04).
 
 - `greedy`: start with every layer at its widest b; while over budget, narrow the one layer
-  whose step costs least sensitivity per byte saved, Δc / Δm. Fast, not always optimal.
+  whose step costs least sensitivity per byte saved, Δc / Δm (the larger Δm on a tie). Fast, not
+  always optimal. `schedules.allocate` solves pruning's per-layer amounts with the same two.
 - `dp`: dynamic programming over layers keeping, for each reachable total size, the least
   total cost (only the Pareto front of (size, cost) pairs); exact, so never worse than greedy.
 """
 from __future__ import annotations
 
 import itertools
+import math
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import quantize as Q
+from .count import layer_bits
 from .validate import message, check_choice, check_float, check_int, prunable_layers
 from .ptq import quantize_weights
 from .train import predict
@@ -79,7 +81,7 @@ def greedy(costs: list[dict], sizes: list[dict], budget: float) -> list:
             if p + 1 < len(o):
                 dm = sizes[l][o[p]] - sizes[l][o[p + 1]]
                 dc = costs[l][o[p + 1]] - costs[l][o[p]]
-                ratio = dc / dm if dm > 0 else float("inf")
+                ratio = (dc / dm if dm > 0 else float("inf"), -dm)   # on a tie, the larger saving
                 if best is None or ratio < best_ratio:
                     best, best_ratio = l, ratio
         pos[best] += 1
@@ -118,32 +120,11 @@ def brute_force(costs: list[dict], sizes: list[dict], budget: float) -> list:
 
 def layer_sizes(model: nn.Module, bits_choices=(2, 4, 8), scheme: str = "symmetric",
                 granularity: str = "channel") -> list[dict]:
-    """{bits: bytes} per Linear / Conv layer: its weights at `bits` (`quantize.size_bytes`)
-    plus its bias in float32."""
+    """{bits: bytes} per Linear / Conv layer: its weights at `bits` with their scales (and zero
+    points), plus its bias in float32 (`count.layer_bits`, rounded up to whole bytes). The whole
+    model's bytes at one choice: `count.model_bytes`."""
     layers = prunable_layers(model, "model", "layer_sizes")
-    out = []
-    for _, m in layers:
-        ch = m.weight.shape[0] if granularity == "channel" else 1
-        bias = 0 if m.bias is None else 4 * m.bias.numel()
-        out.append({b: Q.size_bytes(m.weight.numel(), b, ch, scheme) + bias
-                    for b in bits_choices})
-    return out
-
-
-def model_bytes(model: nn.Module, bits: int | dict | None = None, scheme: str = "symmetric",
-                granularity: str = "channel") -> int:
-    """Bytes of the Linear / Conv layers: weights at `bits` (an int, {layer name: bits}, or None
-    for float32) with their scales and zero points, biases in float32."""
-    layers = prunable_layers(model, "model", "model_bytes")
-    check_choice(granularity, "granularity", "model_bytes", ("tensor", "channel"))
-    n = 0
-    for name, m in layers:
-        b = bits.get(name) if isinstance(bits, dict) else bits
-        bias = 0 if m.bias is None else 4 * m.bias.numel()
-        ch = m.weight.shape[0] if granularity == "channel" else 1
-        n += bias + (4 * m.weight.numel() if b is None
-                     else Q.size_bytes(m.weight.numel(), b, ch, scheme))
-    return n
+    return [{b: math.ceil(layer_bits(m, b, scheme, granularity) / 8) for b in bits_choices} for _, m in layers]
 
 
 @torch.no_grad()

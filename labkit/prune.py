@@ -223,7 +223,7 @@ def remove_(model: nn.Module) -> nn.Module:
 def save(model: nn.Module, path) -> str:
     """Save the model's effective weights (zeros included, masks folded in) as safetensors.
 
-    The model is not changed. Load with `load(model, path)` into the same architecture."""
+    The model is not changed. Load with `load_(model, path)` into the same architecture."""
     check_module(model, "model", "save")
     sd = {}
     for name, m in model.named_modules():
@@ -237,9 +237,9 @@ def save(model: nn.Module, path) -> str:
     return str(path)
 
 
-def load(model: nn.Module, path) -> nn.Module:
+def load_(model: nn.Module, path) -> nn.Module:
     """Load weights saved by `save` into `model` (masks are removed first). In place; returns it."""
-    check_module(model, "model", "load")
+    check_module(model, "model", "load_")
     remove_(model)
     model.load_state_dict(load_file(str(path)), strict=True)
     return model

@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import criteria, prune, sparsity, train
-from .validate import check_float, check_int, check_module, check_xy, message, per_layer, prunable_layers
+from . import criteria, mixed, prune, sparsity, train
+from .validate import check_choice, check_float, check_int, check_module, check_xy, message, per_layer, prunable_layers
 
 
 def agp_sparsity(t: int, s_f: float, s_i: float = 0.0, t0: int = 0, n: int = 10, dt: int = 1,
@@ -180,26 +180,33 @@ def ratios_from_sensitivity(table: pd.DataFrame, max_drop: float = 0.01) -> dict
             for layer, row in table.iterrows()}
 
 
-def allocate(table: pd.DataFrame, sizes: dict[str, int], target: float) -> dict[str, float]:
+def allocate(table: pd.DataFrame, sizes: dict[str, int], target: float, method: str = "greedy") -> dict[str, float]:
     """Per-layer amounts from a sensitivity table that remove at least `target` of all weights.
 
-    Greedy on the marginal cost: start every layer at 0 and, while the weighted sparsity
-    Σ a_l n_l / Σ n_l < target, move one step up the layer whose next amount in the table costs the
-    least extra accuracy per extra weight removed, Δacc_l / (Δa_l · n_l) (the larger layer on a tie).
-    sizes: {layer: number of weights}. Raises ValueError if the table cannot reach the target."""
+    The same multiple-choice knapsack as mixed precision's, solved by `mixed.greedy` or `mixed.dp`:
+    choose one amount a_l per layer (0 or a column of the table) to
+
+        minimize Σ_l (acc_dense,l − acc_l(a_l))   subject to   Σ_l (1 − a_l) n_l ≤ (1 − target) Σ_l n_l
+
+    greedy: start every layer at 0 and step up the layer whose next amount costs the least accuracy
+    per weight removed, Δacc_l / (Δa_l · n_l) (the larger saving on a tie); dp: the exact optimum
+    of the summed costs. sizes: {layer: number of weights}. Raises ValueError if the table cannot
+    reach the target."""
     if not isinstance(table, pd.DataFrame) or "dense" not in table:
         raise TypeError(message("table", "allocate", "a DataFrame from sensitivity()", type(table).__name__))
     target = check_float(target, "target", "allocate", low=0, high=1, closed="left")
+    check_choice(method, "method", "allocate", ("greedy", "dp"))
+    if not isinstance(sizes, dict) or set(sizes) != set(table.index):
+        raise ValueError(message("sizes", "allocate", f"a dict with one entry per layer of the table "
+                                 f"{list(table.index)}", sizes))
     grid = sorted(c for c in table.columns if c != "dense")
-    level = {layer: -1 for layer in table.index}              # index into grid; -1 = not pruned
-    total = sum(sizes[layer] for layer in level)
-    amount = lambda layer: grid[level[layer]] if level[layer] >= 0 else 0.0
-    while sum(amount(layer) * sizes[layer] for layer in level) / total < target:
-        acc = lambda layer, i: table.loc[layer, grid[i]] if i >= 0 else table.loc[layer, "dense"]
-        options = [((acc(layer, level[layer]) - acc(layer, level[layer] + 1))
-                    / ((grid[level[layer] + 1] - amount(layer)) * sizes[layer]), -sizes[layer], layer)
-                   for layer in level if level[layer] + 1 < len(grid)]
-        if not options:
-            raise ValueError(message("target", "allocate", "reachable with the amounts of the table", target))
-        level[min(options)[2]] += 1
-    return {layer: amount(layer) for layer in level}
+    layers = list(table.index)
+    total = sum(sizes[layer] for layer in layers)
+    if sum(max(grid + [0.0]) * sizes[layer] for layer in layers) < target * total:
+        raise ValueError(message("target", "allocate", "reachable with the amounts of the table", target))
+    costs = [{0.0: 0.0, **{a: float(table.loc[layer, "dense"] - table.loc[layer, a]) for a in grid if a > 0}}
+             for layer in layers]
+    kept = [{a: (1 - a) * sizes[layer] for a in c} for layer, c in zip(layers, costs)]
+    budget = (1 - target) * total * (1 + 1e-12)          # float slack: "at least target" is inclusive
+    choice = (mixed.greedy if method == "greedy" else mixed.dp)(costs, kept, budget)
+    return dict(zip(layers, choice))

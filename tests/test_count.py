@@ -44,10 +44,41 @@ def test_pruned_counts(amount):
     assert count.macs(m, (784,)) == 266200                             # a dense kernel does them all
 
 
-def test_latency_positive_and_model_mode_restored():
+def test_benchmark_protocol_and_model_mode_restored():
     m = models.lenet5().train()
-    t = count.latency(m, torch.randn(2, 1, 28, 28), repeats=3, warmup=1)
-    assert t > 0 and m.training
+    before = torch.get_num_threads()
+    r = count.benchmark(m, torch.randn(2, 1, 28, 28), threads=1, runs=5, warmup=1)
+    assert m.training and torch.get_num_threads() == before
+    assert r["runs"] == 5 and r["threads"] == 1 and 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
+    assert count.latency_ms(m, torch.randn(2, 1, 28, 28), runs=3) > 0
+
+
+def test_timing_by_hand():
+    r = count.timing([0.003, 0.001, 0.002, 0.004], threads=2)
+    assert r == dict(median_ms=pytest.approx(2.5), p90_ms=pytest.approx(4.0), min_ms=pytest.approx(1.0), runs=4, threads=2)
+
+
+def test_layer_bits_by_hand():
+    fc = nn.Linear(8, 2)
+    with torch.no_grad():
+        fc.weight.copy_(torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 2], [0, 0, 3, 0, 0, 0, 0, 0]]))
+    bias = 32 * 2
+    assert count.layer_bits(fc) == 32 * 16 + bias
+    assert count.layer_bits(fc, bits=4) == 16 * 4 + 2 * 32 + bias                     # + a scale per row
+    assert count.layer_bits(fc, bits=4, scheme="affine", granularity="tensor") == 8 * ((16 * 4 + 32 + 4 + 7) // 8) + bias
+    assert count.layer_bits(fc, bits=2, codebook=True) == 16 * 2 + 4 * 32 + bias        # 2^2 fp32 centroids
+    # non-zeros at flat positions 0, 7, 10: gaps 1, 7, 3 → with 2-bit indices (span 4) the gap of 7
+    # needs one filler: 4 entries, each 32-bit value + 2-bit index
+    assert count.layer_bits(fc, index_bits=2) == 4 * (32 + 2) + bias
+    # 3-bit indices (span 8): no filler; the value stream is whole bytes (quantize.size_bytes)
+    assert count.layer_bits(fc, bits=4, index_bits=3) == 8 * -(-(3 * 4 + 2 * 32) // 8) + 3 * 3 + bias
+    m = nn.Sequential(fc, nn.ReLU(), nn.Linear(2, 3))
+    assert count.model_bytes(m) == (count.layer_bits(fc) + 32 * 9) // 8
+    assert count.model_bytes(m, {"0": 4}) == count.layer_bits(fc, 4) // 8 + 4 * 9
+    with pytest.raises(ValueError, match="'bits' parameter of model_bytes"):
+        count.model_bytes(m, {"7": 4})
+    with pytest.raises(TypeError, match="'layer' parameter of layer_bits"):
+        count.layer_bits(nn.ReLU())
 
 
 def test_bad_input():
@@ -56,10 +87,10 @@ def test_bad_input():
         count.macs(m, 28)
     with pytest.raises(TypeError, match="'model' parameter of params"):
         count.params("lenet")
-    with pytest.raises(ValueError, match="'repeats' parameter of latency"):
-        count.latency(m, torch.randn(1, 1, 28, 28), repeats=0)
-    with pytest.raises(TypeError, match="'x' parameter of latency"):
-        count.latency(m, [1, 2])
+    with pytest.raises(ValueError, match="'runs' parameter of benchmark"):
+        count.benchmark(m, torch.randn(1, 1, 28, 28), runs=0)
+    with pytest.raises(TypeError, match="'x' parameter of benchmark"):
+        count.latency_ms(m, [1, 2])
     with pytest.raises(ValueError, match="'runs' parameter of time_calls must be an int in the range"):
         count.time_calls(lambda: None, -1, 0)
     with pytest.raises(TypeError, match="'call' parameter of time_calls must be a callable"):

@@ -64,16 +64,16 @@ def test_evaluate_by_hand(tmp_path):
     def bright(X):
         return _logits(1 + (X.mean((1, 2, 3)) > 0).long())        # grey 200 normalizes to > 0, grey 0 < 0
 
-    table = images.evaluate({"ref": ref, "bright": bright}, files, batch_size=2)
+    table = images.compare({"ref": ref, "bright": bright}, files, batch_size=2)
     assert table.loc["ref"].tolist() == pytest.approx([5, 0.4, 0.8, 1.0, 0.0])
     assert table.loc["bright"].tolist() == pytest.approx([5, 0.6, 0.8, 0.8, 20.0])
     assert list(table.columns) == ["images", "top1", "top5", "agreement", "delta_top1"]
-    with pytest.raises(TypeError, match="'models' parameter of evaluate"):
-        images.evaluate({"x": 3}, files)
-    with pytest.raises(ValueError, match="'files' parameter of evaluate"):
-        images.evaluate({"ref": ref}, [])
-    with pytest.raises(ValueError, match="'batch_size' parameter of evaluate"):
-        images.evaluate({"ref": ref}, files, batch_size=0)
+    with pytest.raises(TypeError, match="'models' parameter of compare"):
+        images.compare({"x": 3}, files)
+    with pytest.raises(ValueError, match="'files' parameter of compare"):
+        images.compare({"ref": ref}, [])
+    with pytest.raises(ValueError, match="'batch_size' parameter of compare"):
+        images.compare({"ref": ref}, files, batch_size=0)
 
 
 def test_calibration_images_are_other_photos_and_seeded():

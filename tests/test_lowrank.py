@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from labkit import lowrank, models
+from labkit import count, lowrank, models
 
 
 @settings(max_examples=40, deadline=None)
@@ -72,8 +72,8 @@ def test_factorize_lenet300_by_rank_and_energy():
     small = lowrank.factorize(model, rank=20)
     # 784-300: 20·(784+300) + 300; 300-100: 20·400 + 100; 100-10: 10 is not smaller → kept
     assert small.lowrank_ranks == {"1": 20, "3": 20}
-    assert lowrank.num_params(small) == 20 * 1084 + 300 + 20 * 400 + 100 + 1010
-    assert lowrank.num_params(model) == 266_610                # the original is untouched
+    assert count.params(small) == 20 * 1084 + 300 + 20 * 400 + 100 + 1010
+    assert count.params(model) == 266_610                # the original is untouched
     x = torch.randn(4, 1, 28, 28)
     assert small(x).shape == (4, 10)
     full = lowrank.factorize(model, energy=1.0, only_if_smaller=False)

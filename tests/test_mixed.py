@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from labkit import data, mixed, models
+from labkit import count, data, mixed, models
 
 # layer A: 8 bits (cost 0, 6 B), 4 bits (1, 4 B), 2 bits (11, 2 B); layer B: 8 (0, 8 B), 4 (3, 3 B)
 COSTS = [{8: 0.0, 4: 1.0, 2: 11.0}, {8: 0.0, 4: 3.0}]
@@ -49,10 +49,10 @@ def test_dp_is_optimal_and_never_worse_than_greedy(t):
 
 def test_sizes_by_hand():
     m = models.lenet300_100()
-    assert mixed.model_bytes(m) == 4 * 266_610
+    assert count.model_bytes(m) == 4 * 266_610
     # 8-bit weights (266,200 B) + one fp32 scale per output channel (410) + fp32 biases (410)
-    assert mixed.model_bytes(m, 8) == 266_200 + 4 * 410 + 4 * 410
-    assert mixed.model_bytes(m, {"1": 4}) == 235_200 // 2 + 4 * 300 + 4 * 300 + 4 * (30_100 + 1010)
+    assert count.model_bytes(m, 8) == 266_200 + 4 * 410 + 4 * 410
+    assert count.model_bytes(m, {"1": 4}) == 235_200 // 2 + 4 * 300 + 4 * 300 + 4 * (30_100 + 1010)
     sizes = mixed.layer_sizes(m, (2, 8), scheme="affine", granularity="tensor")
     assert sizes[2] == {2: (1000 * 2 + 32 + 2) // 8 + 1 + 40, 8: 1000 + 4 + 1 + 40}
 

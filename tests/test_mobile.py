@@ -12,6 +12,7 @@ import torch
 import torchao  # noqa: F401
 from torch import nn
 
+from labkit import count
 from labkit.deploy import mobile, xnnpack
 
 
@@ -125,10 +126,14 @@ def test_onnx_int8_kernels_compute_what_the_qdq_graph_says(tmp_path):
     assert (got - want).abs().max() <= want.max() / 255 + 1e-6    # at most one level (output range [0, max])
 
 
-def test_eager_benchmark_restores_threads():
+def test_eager_and_program_benchmarks_share_one_protocol(tmp_path):
+    """count.benchmark (PyTorch eager) and mobile.benchmark (a program) report the same keys."""
     before = torch.get_num_threads()
-    r = mobile.eager_benchmark(tiny(), data(1, 0), threads=1, runs=50)
-    assert torch.get_num_threads() == before and r["median_ms"] > 0
+    eager = count.benchmark(tiny(), data(1, 0), threads=1, runs=50)
+    assert torch.get_num_threads() == before and eager["median_ms"] > 0
+    path = mobile.export(tiny(), tmp_path / "m.onnx", data(1, 0))
+    program = mobile.benchmark(path, data(1, 0), threads=1, runs=50)
+    assert set(program) - set(eager) == {"size_mb"} and program["runs"] == eager["runs"] == 50
 
 
 def test_bad_input(tmp_path):

@@ -147,7 +147,7 @@ def test_save_and_load_keep_zeros(tmp_path):
     model = prune.magnitude_(models.lenet5(seed=0), 0.9, scope="global")
     path = prune.save(model, tmp_path / "m.safetensors")
     assert prune.masks(model)                                      # save did not change the model
-    fresh = prune.load(models.lenet5(seed=5), path)
+    fresh = prune.load_(models.lenet5(seed=5), path)
     x = torch.randn(3, 1, 28, 28)
     assert torch.equal(fresh(x), model(x))
     assert sparsity.sparsity(fresh) == pytest.approx(sparsity.sparsity(model))
@@ -373,6 +373,23 @@ def test_allocate_marginal_greedy_hand_example():
     assert schedules.allocate(table, sizes, 0.85) == {"big": 0.9, "small": 0.5}
     with pytest.raises(ValueError, match="'target' parameter of allocate"):
         schedules.allocate(table, sizes, 0.95)
+
+
+def test_allocate_dp_is_the_knapsack_optimum_where_greedy_is_not():
+    """allocate solves mixed precision's knapsack: dp finds the least summed accuracy cost."""
+    import pandas as pd
+    # 900 of 2000 weights must go. greedy takes a's cheapest step first (0.001 per 500 weights),
+    # then b's 0.5 (0.003): cost 0.004; dp sees that b alone at 0.9 (cost 0.0035) removes enough
+    table = pd.DataFrame({"dense": [0.9, 0.9], 0.5: [0.899, 0.897], 0.9: [0.4, 0.8965]}, index=["a", "b"])
+    sizes = {"a": 1000, "b": 1000}
+    g = schedules.allocate(table, sizes, 0.45)
+    d = schedules.allocate(table, sizes, 0.45, method="dp")
+    cost = lambda r: sum(0 if r[n] == 0 else table.loc[n, "dense"] - table.loc[n, r[n]] for n in r)
+    assert sum(d[n] * sizes[n] for n in d) >= 0.45 * 2000 and sum(g[n] * sizes[n] for n in g) >= 0.45 * 2000
+    assert d == {"a": 0.0, "b": 0.9} and cost(d) == pytest.approx(0.0035)
+    assert g == {"a": 0.5, "b": 0.5} and cost(g) == pytest.approx(0.004)
+    with pytest.raises(ValueError, match="'method' parameter of allocate"):
+        schedules.allocate(table, sizes, 0.45, method="exact")
 
 
 def test_magnitude_returns_a_pruned_copy_and_magnitude_prunes_in_place():

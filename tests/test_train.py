@@ -145,7 +145,7 @@ def test_every_eval_mode_user_restores_the_modes_it_found():
     calls = {
         "train.predict": lambda m: train.predict(m, x, device="cpu"),
         "count.layers": lambda m: count.layers(m, (4,)),
-        "count.latency": lambda m: count.latency(m, x, repeats=1, warmup=0),
+        "count.benchmark": lambda m: count.benchmark(m, x, runs=1, warmup=0),
         "criteria.scores": lambda m: criteria.scores(m, x, y, criterion="gradient"),
         "distill.distill (teacher)": lambda m: distill.distill(
             nn.Sequential(nn.Linear(4, 3)), m, x, y, epochs=1, max_shift=0, progress=False, device="cpu"),

@@ -16,7 +16,7 @@ keeps its 95 % coverage at small n and near p = 1, where p̂ ± z·√(p̂(1−p
     (p̂ + z²/2n ± z·√(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)       z = 1.96 for 95 %
 
 A labelled folder has the ImageNet val layout, root/<class>/<image>, the class named by its wnid
-(n01440764) or its index (0–999). `evaluate` reads it `batch_size` images at a time, so 50,000
+(n01440764) or its index (0–999). `compare` reads it `batch_size` images at a time, so 50,000
 images need the memory of one batch, not 30 GB.
 """
 from __future__ import annotations
@@ -162,23 +162,23 @@ def load_images(paths) -> torch.Tensor:
 
 def image_folder(root, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """All of `image_files(root, limit)` in memory: X (N, 3, 224, 224) and y (N,) int64.
-    For more than a few thousand images use `evaluate`, which reads batch by batch."""
+    For more than a few thousand images use `compare`, which reads batch by batch."""
     files = image_files(root, limit)
     return load_images(f for f, _ in files), torch.tensor([y for _, y in files], dtype=torch.int64)
 
 
 # ---------------------------------------------------------------- accuracy, batch by batch
-def evaluate(models: dict, files, batch_size: int = 64) -> pd.DataFrame:
+def compare(models: dict, files, batch_size: int = 64) -> pd.DataFrame:
     """Top-1 and top-5 accuracy of each `models[name]` (a callable (N, 3, 224, 224) → (N, 1000)
     logits) on `files` ([(path, label)], as `image_files` returns), reading `batch_size` images
     at a time. The first model is the reference: `agreement` is each model's top-1 agreement
     with it and `delta_top1` its top-1 minus the reference's, in points. One row per model."""
     if not isinstance(models, dict) or not models or not all(callable(m) for m in models.values()):
-        raise TypeError(message("models", "evaluate", "a non-empty dict of name → callable", type(models).__name__))
+        raise TypeError(message("models", "compare", "a non-empty dict of name → callable", type(models).__name__))
     files = list(files)
     if not files:
-        raise ValueError(message("files", "evaluate", "a non-empty list of (path, label)", files))
-    batch_size = check_int(batch_size, "batch_size", "evaluate", low=1)
+        raise ValueError(message("files", "compare", "a non-empty list of (path, label)", files))
+    batch_size = check_int(batch_size, "batch_size", "compare", low=1)
     top5 = {name: [] for name in models}
     for start in range(0, len(files), batch_size):
         X = load_images(f for f, _ in files[start:start + batch_size])

@@ -14,19 +14,18 @@ int8 kernels for uint8 activations × int8 weights multiply with VPMADDUBSW, who
 saturate; U8U8 kernels do not (tests/test_mobile.py checks that the optimized int8 session computes
 what the same QDQ graph run op by op computes). See ONNX Runtime's quantization docs, and
 benchmarks/bench_mobile_latency.py for each program's size, latency and agreement with fp32.
-`benchmark` times a program in its runtime, `eager_benchmark` the PyTorch model it came from.
+`benchmark` times a program in its runtime, `count.benchmark` the PyTorch model it came from.
 """
 from __future__ import annotations
 
 import os
-import statistics
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..validate import check_bool, check_choice, check_int, check_module, check_tensor, message
-from ..count import time_calls
+from ..count import time_calls, timing
 from ..prune import clone
 from ._fx import need as _need
 from .pt2e import INSTALL, METHODS, check_calibration, quantize_pt2e, quiet_pytree, xnnpack_config  # noqa: F401
@@ -172,34 +171,17 @@ def load(path, threads: int | None = None):
 
 def benchmark(path, example_input: torch.Tensor, threads: int = 1, runs: int = 50,
               warmup: int = 5) -> dict:
-    """Latency of one call of the program at `path` on `example_input`, after `warmup` calls:
-    {"median_ms", "p90_ms", "min_ms", "runs", "threads", "size_mb"} over `runs` (≥ 50) calls."""
+    """Latency of one call of the program at `path` on `example_input` by the workbook's one
+    protocol (`count.benchmark` times the PyTorch model it came from the same way): `warmup`
+    untimed calls, then {"median_ms", "p90_ms", "min_ms", "runs", "threads", "size_mb"} over
+    `runs` (≥ 50) calls."""
     check_tensor(example_input, "example_input", "benchmark")
     threads = check_int(threads, "threads", "benchmark", low=1, high=256)
     runs = check_int(runs, "runs", "benchmark", low=50)
     warmup = check_int(warmup, "warmup", "benchmark", low=0)
     f = load(path, threads=threads)
-    times = [1e3 * t for t in time_calls(lambda: f(example_input), runs, warmup)]
-    return dict(median_ms=statistics.median(times), p90_ms=times[min(runs - 1, int(0.9 * runs))],
-                min_ms=times[0], runs=runs, threads=threads, size_mb=Path(path).stat().st_size / 1e6)
-
-
-def eager_benchmark(model: nn.Module, example_input: torch.Tensor, threads: int = 1, runs: int = 50,
-                    warmup: int = 5) -> dict:
-    """The same figures for `model` run by PyTorch eager (the baseline); restores torch's threads."""
-    check_module(model, "model", "eager_benchmark")
-    check_tensor(example_input, "example_input", "eager_benchmark")
-    threads = check_int(threads, "threads", "eager_benchmark", low=1, high=256)
-    runs = check_int(runs, "runs", "eager_benchmark", low=50)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.no_grad():
-            times = [1e3 * t for t in time_calls(lambda: model(example_input), runs, warmup)]
-    finally:
-        torch.set_num_threads(before)
-    return dict(median_ms=statistics.median(times), p90_ms=times[min(runs - 1, int(0.9 * runs))],
-                min_ms=times[0], runs=runs, threads=threads)
+    return dict(timing(time_calls(lambda: f(example_input), runs, warmup), threads),
+                size_mb=Path(path).stat().st_size / 1e6)
 
 
 def predict(program, X: torch.Tensor) -> torch.Tensor:
