@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from labkit import images, mobile, mobilenet as mb  # noqa: E402
+from labkit import count, images, mobile, mobilenet as mb  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     with torch.no_grad():
         ref = model(views).argmax(1)
     x = X[:1]
-    eager = mobile.eager_benchmark(model, x, threads=args.threads, runs=args.runs)
+    eager = count.benchmark(model, x, threads=args.threads, runs=args.runs)
     print(f"threads {args.threads}, runs {args.runs}, cpus {os.cpu_count()}, torch {torch.__version__}")
     print(f"{'program':40s} {'MB':>6s} {'median ms':>10s} {'p90 ms':>8s} {'eager/this':>10s} {'agree':>6s} {'export s':>8s}")
     print(f"{'PyTorch eager fp32':40s} {sum(p.numel() for p in model.parameters()) * 4 / 1e6:6.2f} "
