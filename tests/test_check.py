@@ -197,3 +197,19 @@ def test_svd_linear_check_leaves_the_global_rng_alone(capsys):
     torch.manual_seed(1234)
     assert run(check.svd_linear, lowrank.svd_linear, capsys)[0]    # the reference passes every case
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_use_runs_the_students_function_once_it_passed_else_the_reference(capsys):
+    from labkit import prune
+
+    def mine(w, tau):
+        return w.masked_fill(w.abs() < tau, 0)
+
+    assert check.use(mine, prune.threshold, True) is mine
+    assert "your mine" in capsys.readouterr().out
+    assert check.use(mine, prune.threshold, False) is prune.threshold
+    assert "labkit's labkit.prune.threshold until your mine passes" in capsys.readouterr().out
+    with pytest.raises(TypeError, match="'passed' parameter of check.use"):
+        check.use(mine, prune.threshold, None)
+    with pytest.raises(TypeError, match="'fn' parameter of check.use"):
+        check.use(3, prune.threshold, True)

@@ -10,7 +10,8 @@ against labkit's reference implementation (itself tested against torch where the
 prints how many cases passed or, at the first failure, the smallest failing input, what was
 expected and what came back, and a hint — never the solution. A function that still raises
 NotImplementedError is reported as "not implemented yet", so an unsolved notebook runs to the end.
-Every check returns True (all passed) or False.
+Every check returns True (all passed) or False; `use` then picks the function the later cells run:
+the student's once it passed, labkit's reference (with a note) until then.
 """
 from __future__ import annotations
 
@@ -59,6 +60,27 @@ def _run(name: str, fn, cases: list[dict], compare, hint) -> bool:
             return False
     print(f"✓ {name}: all {len(cases)} cases passed (edge cases and random ones).")
     return True
+
+
+def use(fn, reference, passed: bool):
+    """The function the rest of the notebook runs with: the student's `fn` once its check passed,
+    else labkit's `reference`, with a visible note, so an unsolved copy still runs to the end.
+
+        ok = check.threshold(my_threshold)
+        threshold = check.use(my_threshold, prune.threshold, ok)      # later cells call threshold()
+    """
+    if not callable(fn) or not callable(reference):
+        raise TypeError(message("fn", "check.use", "a function (and reference a function)",
+                                type(fn if not callable(fn) else reference).__name__))
+    if not isinstance(passed, bool):
+        raise TypeError(message("passed", "check.use", "a bool (what the check returned)", passed))
+    name = getattr(fn, "__name__", "your function")
+    if passed:
+        print(f"→ the cells below run your {name}.")
+        return fn
+    ref = f"{getattr(reference, '__module__', 'labkit')}.{getattr(reference, '__qualname__', 'reference')}"
+    print(f"→ the cells below run labkit's {ref} until your {name} passes its check.")
+    return reference
 
 
 def _same(expected, got, atol=1e-6) -> str | None:
