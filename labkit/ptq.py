@@ -83,7 +83,7 @@ class QuantLayer(nn.Module):
 def _check_common(func, bits, scheme, granularity, a_bits):
     if bits is not None:
         check_bits(bits, "bits", func, high=16)
-    check_choice(scheme, "scheme", func, Q.SCHEMES)
+    Q.check_scheme(scheme, bits, func)
     check_choice(granularity, "granularity", func, GRANULARITIES)
     if a_bits is not None:
         check_bits(a_bits, "a_bits", func, high=16)

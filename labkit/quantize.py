@@ -17,13 +17,16 @@ where min⁻ = min(min, 0), max⁺ = max(max, 0), s is clamped below by float32'
 clamped into the integer range. Symmetric is torch.qint8's convention (signed integers, z = 0);
 torch's quint8 "symmetric" stores the same grid shifted by 128.
 
-Two "symmetric int8" grids appear in labkit; the names used in the docstrings:
+Two symmetric grids, both z = 0, both available here as schemes:
 
-    torch symmetric       q ∈ [−128, 127], s = max|x| / 127.5    here, labkit.ptq (scheme="symmetric")
-    restricted symmetric  q ∈ [−127, 127], s = max|x| / 127      labkit.deploy (adaround, pt2e, XNNPACK)
+    symmetric    q ∈ [−2^(b−1), 2^(b−1) − 1]       s = max|x| / ((2^b − 1)/2)   torch.qint8's; labkit.ptq's default
+    restricted   q ∈ [−(2^(b−1) − 1), 2^(b−1) − 1]  s = max|x| / (2^(b−1) − 1)   GPTQ/AWQ, most courses, XNNPACK
 
-(the restricted grid drops −128 so that the grid is the same on both sides of 0: ±max|x| are
-both levels; torch symmetric reaches −128·s = −1.004·max|x| but only 127·s = 0.996·max|x|). round() is round-half-to-even
+"symmetric" (torch's) cannot represent +max|x|: its top level is (2^(b−1) − 1)·s, i.e. 127/127.5 of
+max|x| at 8 bits, 7/7.5 = 14/15 at 4 bits and 1/1.5 = 2/3 at 2 bits, while −2^(b−1)·s overshoots −max|x|.
+"restricted" drops the most negative code so the grid is the same on both sides of 0 and ±max|x| are
+both levels (torch's observers with quant_min = −(2^(b−1) − 1) compute the same scale). labkit.deploy
+(adaround, pt2e, XNNPACK) uses the restricted grid at 8 bits. round() is round-half-to-even
 applied to x · (1/s), as torch's kernels do. `axis` selects per-channel parameters: one (s, z)
 per index along that axis (per output channel for a weight, axis=0).
 
@@ -48,7 +51,7 @@ import torch
 
 from .validate import accepts, check_bits, check_choice, check_finite, check_float, check_int, check_tensor, message
 
-SCHEMES = ("affine", "symmetric")
+SCHEMES = ("affine", "symmetric", "restricted")
 EPS = torch.finfo(torch.float32).eps          # torch's observers clamp the scale to this
 
 
@@ -61,15 +64,28 @@ def _axis(axis, x: torch.Tensor, func: str) -> int | None:
     return axis % x.ndim
 
 
+def check_scheme(scheme, bits, func: str) -> str:
+    """Return `scheme` if it is one of SCHEMES usable at `bits` bits, else raise: "restricted"
+    needs bits ≥ 2 (at 1 bit its only level would be 0)."""
+    check_choice(scheme, "scheme", func, SCHEMES)
+    if scheme == "restricted" and bits is not None and bits < 2:
+        raise ValueError(message("bits", func, "an int in the range [2, 16] for scheme 'restricted'", bits))
+    return scheme
+
+
 def qrange(bits: int = 8, scheme: str = "affine") -> tuple[int, int]:
-    """(q_min, q_max): affine [0, 2^b − 1], symmetric [−2^(b−1), 2^(b−1) − 1]."""
+    """(q_min, q_max): affine [0, 2^b − 1], symmetric [−2^(b−1), 2^(b−1) − 1], restricted
+    [−(2^(b−1) − 1), 2^(b−1) − 1]."""
     bits = check_bits(bits, "bits", "qrange", high=16)
-    check_choice(scheme, "scheme", "qrange", SCHEMES)
+    check_scheme(scheme, bits, "qrange")
     return _qrange(bits, scheme)
 
 
 def _qrange(bits: int, scheme: str) -> tuple[int, int]:
-    return (0, 2 ** bits - 1) if scheme == "affine" else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+    if scheme == "affine":
+        return 0, 2 ** bits - 1
+    top = 2 ** (bits - 1) - 1
+    return (-top - 1 if scheme == "symmetric" else -top), top
 
 
 def _int_dtype(bits: int, scheme: str) -> torch.dtype:
@@ -97,7 +113,7 @@ def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
     int64 zero_point tensors of the same shape (0-d for a float range).
     """
     bits = check_bits(bits, "bits", "qparams", high=16)
-    check_choice(scheme, "scheme", "qparams", SCHEMES)
+    check_scheme(scheme, bits, "qparams")
     for name, v in (("min_val", min_val), ("max_val", max_val)):
         if isinstance(v, bool) or not isinstance(v, (numbers.Real, torch.Tensor)):
             raise TypeError(message(name, "qparams", "a float or a tensor of shape (C,)", type(v).__name__))
@@ -120,7 +136,7 @@ def _qparams(lo: torch.Tensor, hi: torch.Tensor, bits: int, scheme: str):
     """`qparams` without the entry checks (for the per-forward use in labkit.ptq)."""
     q_min, q_max = _qrange(bits, scheme)
     lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)   # widen the range to hold 0
-    if scheme == "symmetric":
+    if scheme != "affine":          # symmetric: max|x| / ((2^b − 1)/2); restricted: max|x| / (2^(b−1) − 1)
         scale = torch.clamp(torch.maximum(-lo, hi) / (float(q_max - q_min) / 2), min=EPS)
         zero_point = torch.zeros_like(scale, dtype=torch.int64)
     else:
@@ -154,7 +170,7 @@ def _entry(x, bits, scheme, axis, scale, zero_point, func: str):
     (scale, zero_point) when none is given. → (axis, scale, zero_point, q_min, q_max)."""
     check_tensor(x, "x", func)
     bits = check_bits(bits, "bits", func, high=16)
-    check_choice(scheme, "scheme", func, SCHEMES)
+    check_scheme(scheme, bits, func)
     axis = _axis(axis, x, func)
     if scale is None:
         scale, zero_point = qparams(*_observe(x, axis, func), bits=bits, scheme=scheme)

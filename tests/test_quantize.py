@@ -127,6 +127,11 @@ def test_size_bytes_by_hand():
 @pytest.mark.parametrize("scheme", Q.SCHEMES)
 @pytest.mark.parametrize("axis", [None, 0, 1])
 def test_equals_torch_observer_and_fake_quantize(bits, scheme, axis):
+    """restricted = torch's observer and kernels with quant_min = −(2^(b−1) − 1)."""
+    if scheme == "restricted" and bits == 1:
+        with pytest.raises(ValueError, match="'bits' parameter of quantize must be an int in the range \\[2, 16\\] for scheme 'restricted'"):
+            Q.quantize(torch.ones(3), 1, scheme)
+        return
     x = torch.randn(6, 40, generator=torch.Generator().manual_seed(bits)) * 3 + 0.7
     obs = _observer(bits, scheme, axis)
     obs(x)
@@ -172,6 +177,7 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 @given(arrays("float32", st.integers(1, 60), elements=finite), st.integers(1, 16),
        st.sampled_from(Q.SCHEMES))
 def test_error_at_most_half_a_step_inside_the_range(a, bits, scheme):
+    bits = max(bits, 2) if scheme == "restricted" else bits      # restricted needs 2 bits (tested above)
     x = torch.from_numpy(a)
     q, s, z = Q.quantize(x, bits, scheme)
     q_min, q_max = Q.qrange(bits, scheme)
@@ -283,3 +289,18 @@ def test_inputs_not_modified():
 
 def test_log2_of_levels():
     assert math.log2(len(Q.kmeans(torch.randn(50), 4)[0])) == 4
+
+
+def test_restricted_grid_represents_plus_max_and_torch_symmetric_does_not():
+    """The two symmetric grids, by hand: at 2 bits x = [−1, 0, 0.5, 2]."""
+    x = torch.tensor([-1.0, 0.0, 0.5, 2.0])
+    q, s, z = Q.quantize(x, 2, "symmetric")                 # s = 2 / 1.5, q ∈ [−2, 1]
+    assert float(s) == pytest.approx(4 / 3) and q.tolist() == [-1, 0, 0, 1]
+    assert Q.dequantize(q, s, z).tolist()[-1] == pytest.approx(4 / 3)     # +max → 2/3 of it
+    q, s, z = Q.quantize(x, 2, "restricted")                # s = 2 / 1, q ∈ [−1, 1]
+    assert float(s) == 2.0 and q.tolist() == [0, 0, 0, 1] and Q.qrange(2, "restricted") == (-1, 1)
+    assert Q.dequantize(q, s, z).tolist()[-1] == 2.0
+    for bits, top in ((4, 14 / 15), (8, 127 / 127.5)):
+        w = torch.tensor([-0.5, 1.0])
+        assert float(Q.fake_quantize(w, bits, "symmetric").max()) == pytest.approx(top, rel=1e-6)
+        assert float(Q.fake_quantize(w, bits, "restricted").max()) == pytest.approx(1.0, rel=1e-6)
