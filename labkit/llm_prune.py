@@ -89,7 +89,7 @@ def unstructured_mask(scores: torch.Tensor, amount: float, scope: str = "layer")
     if scope == "layer":
         return smallest_masks([scores.detach()], amount)[0]
     k = round(amount * scores.shape[1])
-    keep = torch.ones(scores.shape, dtype=torch.bool)
+    keep = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
     return keep.scatter_(1, scores.detach().argsort(dim=1, stable=True)[:, :k], False)
 
 
@@ -100,7 +100,7 @@ def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     n, m = _nm(n, m, "nm_mask")
     g = _groups(scores.detach(), m, "scores", "nm_mask")
     order = g.argsort(dim=-1, descending=True, stable=True)[..., :n]
-    return torch.zeros(g.shape, dtype=torch.bool).scatter_(-1, order, True).reshape(scores.shape)
+    return torch.zeros(g.shape, dtype=torch.bool, device=g.device).scatter_(-1, order, True).reshape(scores.shape)
 
 
 def is_nm(mask: torch.Tensor, n: int = 2, m: int = 4) -> bool:

@@ -82,17 +82,17 @@ def sparsegpt(W: torch.Tensor, H: torch.Tensor, amount: float = 0.5, nm: tuple[i
     amount, nm, B, damp = _check(W, H, amount, nm, block_size, damp, quantize)
     dtype, (rows, cols) = W.dtype, W.shape
     W = W.detach().clone().float()
-    H = H.detach().clone().double()
+    H = H.detach().to(W.device, torch.float64, copy=True)
     dead = H.diagonal() == 0
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
-    H += damp * H.diagonal().mean() * torch.eye(cols, dtype=H.dtype)
+    H += damp * H.diagonal().mean() * torch.eye(cols, dtype=H.dtype, device=H.device)
     try:
         L = torch.linalg.cholesky(H)
     except torch.linalg.LinAlgError:
         raise ValueError(message("H", "sparsegpt", "positive semi-definite (XᵀX)", "not positive definite")) from None
     U = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True).float()    # H⁻¹ = UᵀU
-    keep = torch.ones(rows, cols, dtype=torch.bool)
+    keep = torch.ones(rows, cols, dtype=torch.bool, device=W.device)
     for i1 in range(0, cols, B):
         i2 = min(i1 + B, cols)
         W1, U1 = W[:, i1:i2].clone(), U[i1:i2, i1:i2]

@@ -8,10 +8,11 @@ labkit.quantize):
     s = max|x| / 127        x̂ = clamp(round(x · (1/s)), −127, 127) · s
 
 exactly torch.fake_quantize_per_tensor_affine(x, s, 0, −127, 127) (and _per_channel_affine). The
-max is clamped at 1e-5 as in the SmoothQuant reference. Schemes (Xiao et al. 2022, Table 2):
-weights per output row ("channel") or per tensor; activations dynamic per token ("token": one s
-per row of X), dynamic per tensor ("tensor"), or static per tensor ("static": s from calibration
-maxima, the cheapest at run time and the most fragile). A few input channels with |X_j| 10–100×
+max is clamped at 1e-5 as in the SmoothQuant reference. Schemes: weights per output row
+("channel") or per tensor; activations dynamic per token ("token": one s per row of X), dynamic
+per tensor ("tensor"), or static per tensor ("static": s from calibration maxima, the cheapest at
+run time and the most fragile). SmoothQuant's O1, O2, O3 are per-tensor weights with "token",
+"tensor", "static" activations. A few input channels with |X_j| 10–100×
 the rest (Bondarenko et al. 2021; Dettmers et al. 2022) make any per-token or per-tensor s coarse
 for all the others. Two fixes: labkit.smoothquant, and
 
@@ -281,7 +282,11 @@ def layer_errors(model: nn.Module, qmodel: nn.Module, inputs) -> dict[str, float
             h.remove()
     errors = {}
     for name, (x, y) in seen.items():
-        y_hat = qmodel.get_submodule(name)(x)
+        try:
+            y_hat = qmodel.get_submodule(name)(x)
+        except AttributeError:
+            raise ValueError(message("qmodel", "layer_errors", f"a copy of model with a module {name!r}",
+                                     type(qmodel).__name__)) from None
         errors[name] = float(((y - y_hat) ** 2).sum() / (y ** 2).sum().clamp(min=1e-30))
     return errors
 

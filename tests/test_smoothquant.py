@@ -111,6 +111,28 @@ def test_smoothquant_lowers_the_w8a8_per_tensor_error():
         assert smoothed[name] < 0.25 * naive[name], (name, naive[name], smoothed[name])
 
 
+def test_llm_int8_and_smoothquant_both_fix_the_outliers_at_different_bytes():
+    torch.manual_seed(4)
+    block = Attention()
+    x = torch.randn(256, 32)
+    stats = w8a8.input_absmax(block, x)
+    naive_model = w8a8.w8a8(block, "channel", "token")
+    naive = w8a8.layer_errors(block, naive_model, x)
+    decomposed_model = w8a8.llm_int8(block, stats)
+    decomposed = w8a8.layer_errors(block, decomposed_model, x)
+    k = int(decomposed_model.q.outliers.sum())
+    assert decomposed_model.q.outliers[[3, 17]].all() and k < 8
+    sq.smooth_(block.ln, [block.q, block.k, block.v], stats["q"], 0.5)
+    smoothed_model = w8a8.w8a8(block, "channel", "token")
+    smoothed = w8a8.layer_errors(block, smoothed_model, x)
+    for name in ("q", "k", "v"):
+        assert decomposed[name] < 0.25 * naive[name] and smoothed[name] < 0.25 * naive[name]
+    # SmoothQuant's bytes are plain W8A8's (s is folded away); LLM.int8() pays 1 more byte per
+    # weight of its k fp16 columns: (32 + 16 + 8) output rows × k
+    assert w8a8.weight_bytes(smoothed_model) == w8a8.weight_bytes(naive_model)
+    assert w8a8.weight_bytes(decomposed_model) == w8a8.weight_bytes(naive_model) + 56 * k
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="'weight_max' parameter of scales must be a 1-D tensor of length 3"):
         sq.scales(torch.ones(3), torch.ones(4))
