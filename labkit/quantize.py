@@ -228,6 +228,22 @@ class _FakeQuant(torch.autograd.Function):
         return grad * inside, None, None, None, None
 
 
+def ste(x: torch.Tensor, scale, zero_point, q_min: int, q_max: int) -> torch.Tensor:
+    """The fake-quantize kernel: x̂ = (clamp(round(x/s) + z, q_min, q_max) − z)·s, backward by the
+    straight-through estimator (gradient 1 inside the clipping range, 0 outside). scale and
+    zero_point: floats or tensors that broadcast against x. What `fake_quantize` and labkit.ptq's
+    layers run (`ptq.quantize_model(kernel=...)` takes any function of this signature)."""
+    check_tensor(x, "x", "ste")
+    q_min, q_max = check_int(q_min, "q_min", "ste"), check_int(q_max, "q_max", "ste")
+    if q_min >= q_max:
+        raise ValueError(message("q_max", "ste", f"an int greater than q_min = {q_min}", q_max))
+    s = torch.as_tensor(scale, dtype=torch.float32)
+    if not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
+        raise ValueError(message("scale", "ste", "positive and finite", scale))
+    z = torch.as_tensor(zero_point, dtype=torch.float32)
+    return _FakeQuant.apply(x, s, z, q_min, q_max)
+
+
 def fake_quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: int | None = None,
                   scale: torch.Tensor | None = None, zero_point: torch.Tensor | None = None):
     """dequantize(quantize(x)) in floating point, differentiable by the straight-through estimator.

@@ -304,3 +304,17 @@ def test_restricted_grid_represents_plus_max_and_torch_symmetric_does_not():
         w = torch.tensor([-0.5, 1.0])
         assert float(Q.fake_quantize(w, bits, "symmetric").max()) == pytest.approx(top, rel=1e-6)
         assert float(Q.fake_quantize(w, bits, "restricted").max()) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_ste_kernel_equals_torch_values_and_gradients():
+    x = torch.linspace(-3, 3, 61, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    y = Q.ste(x, 0.05, 10, 0, 100)
+    ref = torch.fake_quantize_per_tensor_affine(x_ref, 0.05, 10, 0, 100)
+    assert torch.equal(y, ref)
+    y.sum().backward(), ref.sum().backward()
+    assert torch.equal(x.grad, x_ref.grad)
+    with pytest.raises(ValueError, match="'scale' parameter of ste"):
+        Q.ste(x, 0.0, 0, 0, 15)
+    with pytest.raises(ValueError, match="'q_max' parameter of ste"):
+        Q.ste(x, 0.1, 0, 5, 5)
