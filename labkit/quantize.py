@@ -433,7 +433,9 @@ def groupwise(w: torch.Tensor, bits: int, group_size: int | None = 128, scheme: 
     equals fake_quantize(w, bits, scheme, axis=0) for a 2-D w. Per tensor:
     groupwise(w.reshape(1, -1), bits, None).reshape(w.shape) = fake_quantize(w, bits, scheme).
     A last group shorter than group_size (in % g ≠ 0) is its own smaller group (zero padding:
-    each range holds 0 already, so the padding changes no scale).
+    each range holds 0 already, so the padding changes no scale). Computed in float32 (float64
+    for a float64 w). On the symmetric grid −max|x| / s = −2^(b−1) + ½ is a tie: float rounding of
+    x · (1/s) decides it, as in torch's kernels.
     """
     check_tensor(w, "w", "groupwise")
     if w.ndim == 0 or w.numel() == 0:
@@ -445,7 +447,8 @@ def groupwise(w: torch.Tensor, bits: int, group_size: int | None = 128, scheme: 
     g = n if group_size is None or group_size == -1 else check_int(group_size, "group_size", "groupwise", low=1)
     g = min(g, n)
     pad = (-n) % g
-    x = torch.nn.functional.pad(w.detach().float().reshape(-1, n), (0, pad)).reshape(-1, g)
+    x = w.detach().to(torch.promote_types(w.dtype, torch.float32))           # float32, or float64
+    x = torch.nn.functional.pad(x.reshape(-1, n), (0, pad)).reshape(-1, g)
     s, z = group_qparams(x, bits, scheme)
     q_min, q_max = group_range(bits, scheme)
     x = (torch.clamp(torch.round(x * (1.0 / s)) + z, q_min, q_max) - z) * s
