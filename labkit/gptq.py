@@ -49,8 +49,6 @@ def _check_pair(W, H, func: str):
     if tuple(H.shape) != (n, n):
         raise ValueError(message("H", func, f"XᵀX of shape (in, in) = ({n}, {n})", f"shape {tuple(H.shape)}"))
     check_finite(H, "H", func)
-    if not torch.allclose(H, H.T, rtol=1e-4, atol=1e-6 * float(H.abs().max()) + 1e-12):
-        raise ValueError(message("H", func, "symmetric (XᵀX)", "a non-symmetric matrix"))
     if bool((torch.diagonal(H) < 0).any()):
         raise ValueError(message("H", func, "positive semi-definite (XᵀX)", "a negative diagonal entry"))
 
@@ -85,7 +83,8 @@ def quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size:
     q_min, q_max = group_range(bits, scheme)
 
     W_ = W.detach().double().clone()
-    H_ = H.detach().double().clone()
+    H_ = H.detach().double()
+    H_ = (H_ + H_.T) / 2                                   # symmetric, as XᵀX is (a new tensor)
     dead = torch.diagonal(H_) == 0
     H_[dead, dead] = 1.0
     W_[:, dead] = 0.0
