@@ -415,3 +415,86 @@ def size_bytes(numel: int, bits: int, channels: int = 1, scheme: str = "affine",
     else:
         overhead = channels * (param_bits + (bits if scheme == "affine" else 0))
     return math.ceil((numel * bits + overhead) / 8)
+
+
+# ----------------------------------------------------------------------------- group-wise (LLM weights)
+# Weight-only LLM quantization (GPTQ, AWQ, llama.cpp, ONNX Runtime's MatMulNBits) gives every
+# group of `group_size` consecutive weights along the input dimension (W's last axis, W: (out, in))
+# its own (s, z): W.reshape(out, in / g, g) quantized per row of g. Three grids:
+#
+#     affine      torch's / GPTQ's / AWQ's asymmetric grid (q ∈ [0, 2^b − 1], range widened to hold 0)
+#     symmetric   torch's qint8 grid, s = max|x| / ((2^b − 1) / 2), q ∈ [−2^(b−1), 2^(b−1) − 1]:
+#                 also GPTQ's reference `sym=True` (scale (2·max|x|) / (2^b − 1), zero 2^(b−1))
+#     restricted  s = max|x| / (2^(b−1) − 1), q ∈ [−(2^(b−1) − 1), 2^(b−1) − 1]: AWQ's symmetric
+#                 grid (llm-awq `zero_point=False`), ONNX Runtime's RTN "sym", the INT4 of the
+#                 format papers; one level fewer, but ±max|x| are both exact.
+GROUP_SCHEMES = SCHEMES                   # the module's three grids (SCHEMES), per group
+
+
+def group_qparams(w: torch.Tensor, bits: int, scheme: str = "affine"):
+    """(scale, zero_point) per row of a 2-D w (rows, g): float32 and float32 (rows, 1), with
+    q = clamp(round(w / s) + z, q_min, q_max), ŵ = (q − z) · s; `group_range` gives (q_min, q_max).
+
+    Equal to `qparams(*observe(w, axis=0))` for every scheme."""
+    check_tensor(w, "w", "group_qparams")
+    if w.ndim != 2 or w.numel() == 0:
+        raise ValueError(message("w", "group_qparams", "a non-empty 2-D tensor (rows, g)", f"shape {tuple(w.shape)}"))
+    check_finite(w, "w", "group_qparams")
+    bits = check_bits(bits, "bits", "group_qparams", low=2, high=16)
+    check_choice(scheme, "scheme", "group_qparams", GROUP_SCHEMES)
+    lo, hi = w.detach().float().aminmax(dim=1)
+    s, z = _qparams(lo, hi, bits, scheme)
+    return s[:, None], z.float()[:, None]
+
+
+def group_range(bits: int, scheme: str = "affine") -> tuple[int, int]:
+    """(q_min, q_max) of a `group_qparams` grid: `qrange` (bits ≥ 2)."""
+    bits = check_bits(bits, "bits", "group_range", low=2, high=16)
+    check_choice(scheme, "scheme", "group_range", GROUP_SCHEMES)
+    return _qrange(bits, scheme)
+
+
+def groupwise(w: torch.Tensor, bits: int, group_size: int | None = 128, scheme: str = "affine") -> torch.Tensor:
+    """Round-to-nearest (RTN) per group of `group_size` along the last axis → dequantized w
+    (a new tensor, w's shape and dtype).
+
+    group_size=None or −1: one group per row, i.e. per output channel of a weight (out, in):
+    equals fake_quantize(w, bits, scheme, axis=0) for a 2-D w. Per tensor:
+    groupwise(w.reshape(1, -1), bits, None).reshape(w.shape) = fake_quantize(w, bits, scheme).
+    A last group shorter than group_size (in % g ≠ 0) is its own smaller group (zero padding:
+    each range holds 0 already, so the padding changes no scale). Computed in float32 (float64
+    for a float64 w). On the symmetric grid −max|x| / s = −2^(b−1) + ½ is a tie: float rounding of
+    x · (1/s) decides it, as in torch's kernels.
+    """
+    check_tensor(w, "w", "groupwise")
+    if w.ndim == 0 or w.numel() == 0:
+        raise ValueError(message("w", "groupwise", "a non-empty tensor of ≥ 1 dimension", f"shape {tuple(w.shape)}"))
+    check_finite(w, "w", "groupwise")
+    bits = check_bits(bits, "bits", "groupwise", low=2, high=16)
+    check_choice(scheme, "scheme", "groupwise", GROUP_SCHEMES)
+    n = w.shape[-1]
+    g = n if group_size is None or group_size == -1 else check_int(group_size, "group_size", "groupwise", low=1)
+    g = min(g, n)
+    pad = (-n) % g
+    x = w.detach().to(torch.promote_types(w.dtype, torch.float32))           # float32, or float64
+    x = torch.nn.functional.pad(x.reshape(-1, n), (0, pad)).reshape(-1, g)
+    s, z = group_qparams(x, bits, scheme)
+    q_min, q_max = group_range(bits, scheme)
+    x = (torch.clamp(torch.round(x * (1.0 / s)) + z, q_min, q_max) - z) * s
+    return x.reshape(-1, n + pad)[:, :n].reshape(w.shape).to(w.dtype)
+
+
+def bits_per_weight(bits: int, group_size: int, scheme: str = "affine", scale_bits: int = 16,
+                    zero_bits: int | None = None) -> float:
+    """Storage bits per weight, scales and zeros included: b + (scale_bits + zero_bits) / g.
+
+    One scale (`scale_bits`, fp16 by default) per group of g weights, and for "affine" one zero
+    point of `zero_bits` (default: b, the zero lies on the integer grid). By hand: 4-bit, g = 128,
+    affine, fp16 scale, 4-bit zero: 4 + (16 + 4) / 128 = 4.15625. Per channel: g = in_features.
+    """
+    bits = check_bits(bits, "bits", "bits_per_weight", low=1, high=32)
+    g = check_int(group_size, "group_size", "bits_per_weight", low=1)
+    check_choice(scheme, "scheme", "bits_per_weight", GROUP_SCHEMES)
+    scale_bits = check_bits(scale_bits, "scale_bits", "bits_per_weight", low=1, high=64)
+    zero_bits = bits if zero_bits is None else check_bits(zero_bits, "zero_bits", "bits_per_weight", low=1, high=64)
+    return bits + (scale_bits + (zero_bits if scheme == "affine" else 0)) / g
