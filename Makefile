@@ -4,19 +4,25 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The project's Jupyter settings (jupyter/labkit.json: no news pop-up, no update check, encrypted
-# kernel sockets), installed into the venv, where every Jupyter server it runs reads them.
-JUPYTER_CONF := $(VENV)/etc/jupyter/jupyter_server_config.d/labkit.json
+# The project's Jupyter settings, installed into the venv, where every JupyterLab it runs reads them:
+# jupyter/jupyter_server_config.json (no news feed, no update check, encrypted kernel sockets) and
+# jupyter/overrides.json (JupyterLab's defaults: no "Jupyter news?" pop-up).
+JUPYTER_CONF := $(VENV)/etc/jupyter/jupyter_server_config.json
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 # The working copy `make lab` opens (git-ignored): working through it never changes notebooks/.
 LAB := lab
 
 .PHONY: report test test-browser install students lab clean
 
-install: $(STAMP) $(JUPYTER_CONF)
+install: $(STAMP) $(JUPYTER_CONF) $(LAB_OVERRIDES)
 
-$(JUPYTER_CONF): jupyter/labkit.json $(STAMP)
+$(JUPYTER_CONF): jupyter/jupyter_server_config.json $(STAMP)
 	mkdir -p $(dir $@)
-	cp jupyter/labkit.json $@
+	cp jupyter/jupyter_server_config.json $@
+
+$(LAB_OVERRIDES): jupyter/overrides.json $(STAMP)
+	mkdir -p $(dir $@)
+	cp jupyter/overrides.json $@
 
 $(STAMP): pyproject.toml requirements-nodeps.txt
 	@command -v $(PYTHON) >/dev/null || { echo "labkit needs Python 3.11 ($(PYTHON) not found; set PYTHON=...)"; exit 1; }
@@ -51,7 +57,7 @@ lab: install
 	  if [ "$(FROM)" = solutions ]; then mkdir -p $(LAB) && cp notebooks/[0-9]*.ipynb $(LAB)/; \
 	  else $(BIN)/labkit students --out $(LAB); fi; \
 	  echo "made $(LAB)/ ($(or $(FROM),students)); notebooks/ stays untouched"; fi
-	$(BIN)/jupyter lab --notebook-dir=$(LAB)
+	$(BIN)/jupyter lab --notebook-dir=$(LAB) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf reports build .pytest_cache   # lab/ holds your work: delete it yourself
