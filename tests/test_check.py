@@ -213,3 +213,22 @@ def test_use_runs_the_students_function_once_it_passed_else_the_reference(capsys
         check.use(mine, prune.threshold, None)
     with pytest.raises(TypeError, match="'fn' parameter of check.use"):
         check.use(3, prune.threshold, True)
+
+
+# ---- fixed-point multiplier (08)
+def test_fixed_point_multiplier(capsys):
+    from labkit.deploy import fixedpoint
+
+    assert run(check.fixed_point_multiplier, fixedpoint.fixed_point_multiplier, capsys)[0]
+    expect_fail(check.fixed_point_multiplier, lambda M: math.frexp(M), capsys, "not the real M₀")
+    expect_fail(check.fixed_point_multiplier, lambda M: (round(math.frexp(M)[0] * 2**31), math.frexp(M)[1]),
+                capsys, "right shift")
+
+    def unguarded(M):                                   # forgets that round(M₀ · 2³¹) can reach 2³¹
+        m0, e = math.frexp(M)
+        return math.floor(m0 * 2**31 + 0.5), -e
+
+    expect_fail(check.fixed_point_multiplier, unguarded, capsys, "no int32 holds")
+    expect_fail(check.fixed_point_multiplier, lambda M: (round(M * 2**31), 0), capsys, "normalize first")
+    ok, out = run(check.fixed_point_multiplier, not_yet, capsys)
+    assert not ok and "not implemented yet" in out
