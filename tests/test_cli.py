@@ -36,6 +36,13 @@ def test_find_notebook_by_prefix_name_and_path(nbdir):
         cli.find_notebook("0", nbdir)
 
 
+def test_an_appendix_shares_the_number_and_sorts_after_its_notebook(nbdir):
+    make_notebook(nbdir / "01b_appendix.ipynb")
+    assert cli.find_notebook("01", nbdir).name == "01_demo.ipynb"          # the number names 01_*
+    assert cli.find_notebook("01b", nbdir).name == "01b_appendix.ipynb"
+    assert [p.stem for p in runner.notebooks(nbdir)] == ["01_demo", "01b_appendix", "02_fail"]
+
+
 def test_parameters_are_read_with_types_and_defaults(nbdir):
     spec = cli.parameters_of(nbdir / "01_demo.ipynb")
     assert {k: (v["type"], v["default"]) for k, v in spec.items()} == {
