@@ -137,3 +137,16 @@ def spearman(model: nn.Module, pairs, scores, batch_size: int = 64) -> float:
     b = e[[row[p[1]] for p in pairs]]
     cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
     return float(100 * spearmanr(cos.double().numpy(), scores.numpy()).statistic)
+
+
+def fidelity(reference: torch.Tensor, embeddings: torch.Tensor) -> dict:
+    """How close compressed embeddings stay to the fp32 ones, row by row (both (N, d)):
+    → {"mean_cos": mean cos(refᵢ, embᵢ), "min_cos": the worst row, "max_abs": max |ref − emb|}."""
+    reference = check_tensor(reference, "reference", "fidelity")
+    embeddings = check_tensor(embeddings, "embeddings", "fidelity")
+    if reference.ndim != 2 or reference.shape != embeddings.shape or reference.numel() == 0:
+        raise ValueError(message("embeddings", "fidelity", f"a non-empty (N, d) tensor of reference's shape "
+                                 f"{tuple(reference.shape)}", f"shape {tuple(embeddings.shape)}"))
+    cos = torch.nn.functional.cosine_similarity(reference.double(), embeddings.double(), dim=1)
+    return {"mean_cos": cos.mean().item(), "min_cos": cos.min().item(),
+            "max_abs": (reference.double() - embeddings.double()).abs().max().item()}

@@ -71,3 +71,13 @@ def test_the_sts_benchmark_is_not_shipped_and_its_absence_is_explained(monkeypat
         data.sts_benchmark()
     with pytest.raises(ValueError, match="sha256 mismatch"):
         data.sts_benchmark(Path(__file__))   # a file that is not STS-B
+
+
+def test_fidelity_is_the_row_cosine():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    f = minilm.fidelity(a, b)
+    assert f["min_cos"] == pytest.approx(2 ** -0.5) and f["mean_cos"] == pytest.approx((1 + 2 ** -0.5) / 2)
+    assert f["max_abs"] == 1.0 and minilm.fidelity(a, a)["mean_cos"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="The 'embeddings' parameter of fidelity"):
+        minilm.fidelity(a, b[:1])
