@@ -19,6 +19,7 @@ mode restored, even if a batch raises.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +68,7 @@ def linears(model: nn.Module, include=None, exclude=("lm_head",)) -> dict[str, n
 @torch.no_grad()
 def collect(model: nn.Module, batches, hessian: bool = True, layers=None, dtype: torch.dtype = torch.float64,
             exclude=("lm_head",)) -> dict[str, Stats]:
-    """Run `model` on each batch of `batches` (tensors, or dicts / tuples passed as **kwargs / *args)
+    """Run `model` on each batch of `batches` (tensors, or mappings / tuples passed as **kwargs / *args)
     in eval mode under no_grad, and return {Linear name: Stats} of each Linear's inputs.
     `layers`: names to watch (default every Linear but `exclude`); `hessian`: also accumulate
     H = XᵀX; `dtype`: float64 or float32 accumulators. The model is not changed."""
@@ -75,7 +76,7 @@ def collect(model: nn.Module, batches, hessian: bool = True, layers=None, dtype:
     hessian = check_bool(hessian, "hessian", "collect")
     if dtype not in (torch.float64, torch.float32):
         raise ValueError(message("dtype", "collect", "torch.float64 or torch.float32", dtype))
-    if isinstance(batches, (torch.Tensor, dict)) or not hasattr(batches, "__iter__"):
+    if isinstance(batches, (torch.Tensor, Mapping)) or not hasattr(batches, "__iter__"):
         raise TypeError(message("batches", "collect", "an iterable of batches (e.g. a list of tensors)",
                                 type(batches).__name__))
     watched = linears(model, include=layers, exclude=exclude)
@@ -108,7 +109,7 @@ def collect(model: nn.Module, batches, hessian: bool = True, layers=None, dtype:
         handles = [m.register_forward_pre_hook(hook(name)) for name, m in watched.items()]
         model.eval()
         for batch in batches:
-            if isinstance(batch, dict):
+            if isinstance(batch, Mapping):
                 model(**batch)
             elif isinstance(batch, (tuple, list)):
                 model(*batch)

@@ -1,7 +1,7 @@
 """MiniLM: the sentence encoder sentence-transformers/all-MiniLM-L6-v2 (Reimers & Gurevych 2019,
 https://arxiv.org/abs/1908.10084; the MiniLM-L6-H384 BERT of Wang et al. 2020), offline.
 
-A 6-layer BERT, hidden 384, 12 heads, FFN 1536, 22.7M parameters (post-LN: x ← LN(x + Attn(x)),
+A 6-layer BERT, hidden 384, 12 heads, FFN 1536, 22.7M parameters (22.57M without the unused pooler) (post-LN: x ← LN(x + Attn(x)),
 x ← LN(x + FFN(x))), run by Hugging Face `transformers` (BertModel, whose Q, K, V, output and FFN
 matrices are `nn.Linear`, so labkit's quantizers and pruners hook them). A sentence embedding is
 the mean of the last layer's token vectors over the real (unpadded) tokens, L2-normalized:
@@ -71,8 +71,10 @@ class MiniLM(nn.Module):
         self.tokenizer = tokenizer
 
     def tokenize(self, sentences: list[str]) -> dict:
-        return self.tokenizer(sentences, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH,
-                              return_tensors="pt")
+        """{"input_ids", "token_type_ids", "attention_mask"}: (N, L) int64, padded to the longest,
+        truncated at 256 tokens; `model(**batch)` embeds them."""
+        return dict(self.tokenizer(sentences, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH,
+                                   return_tensors="pt"))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,12 +107,24 @@ class MiniLM(nn.Module):
 
 
 def load() -> MiniLM:
-    """all-MiniLM-L6-v2 from the installed package, sha256-checked, local files only, in eval mode."""
+    """all-MiniLM-L6-v2 from the installed package, sha256-checked, local files only, in eval mode,
+    without BERT's [CLS] pooler (mean pooling does not use it): 36 Linear layers, 22.57M parameters."""
     from transformers import AutoTokenizer, BertModel
 
+    from transformers.utils import logging as hf_logging
+
     folder = model_dir()
-    bert = BertModel.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()          # no progress bar, no report of the dropped pooler
+    hf_logging.disable_progress_bar()
+    try:
+        bert = BertModel.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager",
+                                         add_pooling_layer=False)   # the [CLS] pooler: unused by mean pooling
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
     return MiniLM(bert, tokenizer).eval()
 
 

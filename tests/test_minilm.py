@@ -81,3 +81,13 @@ def test_fidelity_is_the_row_cosine():
     assert f["max_abs"] == 1.0 and minilm.fidelity(a, a)["mean_cos"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="The 'embeddings' parameter of fidelity"):
         minilm.fidelity(a, b[:1])
+
+
+def test_the_encoder_exposes_36_linears_and_activations_hook_them(model):
+    from labkit import activations
+    lin = activations.linears(model)
+    assert len(lin) == 36 and "bert.pooler.dense" not in str(list(lin))      # the unused pooler is dropped
+    batch = model.tokenize(S[:3])
+    stats = activations.collect(model, [batch], hessian=False)
+    n_tokens = int(batch["input_ids"].numel())                                # padded positions included
+    assert len(stats) == 36 and stats["bert.encoder.layer.0.attention.self.query"].n == n_tokens
