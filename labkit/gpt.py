@@ -216,7 +216,9 @@ def evaluate(model: nn.Module, ids: torch.Tensor, T: int | None = None, max_toke
     (default: the model's block_size; each window starts with an empty context). `max_tokens`
     evaluates the first windows only, for fast cells. The model's mode is restored.
 
-    → {"loss": float, "perplexity": float, "bits_per_char": float, "tokens": int}
+    → {"loss": float, "perplexity": float, "bits_per_char": float, "tokens": int,
+       "se": the standard error of the loss, std of the window means / √windows (windows are not
+       independent samples of one text, so read it as a rough scale of the evaluation noise)}
     """
     model = check_module(model, "model", "evaluate")
     if T is None:
@@ -228,15 +230,18 @@ def evaluate(model: nn.Module, ids: torch.Tensor, T: int | None = None, max_toke
     was_training = model.training
     model.eval()
     try:
-        total = 0.0
+        per_window = []                                             # mean loss of each window
         for i in range(0, len(x), batch_size):
-            logits = model(x[i: i + batch_size])
-            total += F.cross_entropy(logits.flatten(0, 1).double(), y[i: i + batch_size].flatten(),
-                                     reduction="sum").item()
+            logits = model(x[i: i + batch_size]).double()           # (b, T, V)
+            nll = F.cross_entropy(logits.transpose(1, 2), y[i: i + batch_size], reduction="none")   # (b, T)
+            per_window.append(nll.mean(1))
     finally:
         model.train(was_training)
-    loss = total / y.numel()
-    return {"loss": loss, "perplexity": math.exp(loss), "bits_per_char": loss / math.log(2), "tokens": y.numel()}
+    w = torch.cat(per_window)
+    loss = w.mean().item()
+    se = (w.std() / math.sqrt(len(w))).item() if len(w) > 1 else float("nan")
+    return {"loss": loss, "perplexity": math.exp(loss), "bits_per_char": loss / math.log(2),
+            "tokens": y.numel(), "se": se}
 
 
 @torch.no_grad()

@@ -72,6 +72,8 @@ def test_evaluate_is_the_mean_cross_entropy_over_fixed_windows(small):
     assert r["tokens"] == 80 and r["loss"] == pytest.approx(loss, rel=1e-5)
     assert r["perplexity"] == pytest.approx(math.exp(loss), rel=1e-5)
     assert r["bits_per_char"] == pytest.approx(loss / math.log(2), rel=1e-5)
+    per_window = F.cross_entropy(small(x).transpose(1, 2), y, reduction="none").mean(1)
+    assert r["se"] == pytest.approx(per_window.std().item() / math.sqrt(5), rel=1e-4)
     assert gpt.evaluate(small, ids, max_tokens=40, batch_size=1)["tokens"] == 32      # the first 2 windows
     assert gpt.evaluate(small, ids, T=8)["tokens"] == 80
     small.train()
