@@ -163,3 +163,57 @@ def fold_(prev: nn.Module, linears, s: torch.Tensor) -> None:
         if m.in_features != n:
             raise ValueError(message("linears", "fold_", f"Linears with in_features = {n}", m))
         m.weight.mul_(s.to(m.weight.dtype))
+
+
+def search_scale_hessian(W: torch.Tensor, H: torch.Tensor, s_x: torch.Tensor, bits: int = 4,
+                         group_size: int | None = 128, scheme: str = "affine", n_grid: int = 20):
+    """`search_scale` from statistics instead of the activations: H = XᵀX (in, in) and
+    s_x = mean |X| per channel (in,) (activations.collect gives both), using
+    ‖X Wᵀ − X Ŵᵀ‖² = Σ (ΔW H) ⊙ ΔW, an (in × in) product instead of an (n × in) one.
+    → (s, α*, losses), losses = Σ (ΔW H) ⊙ ΔW / out: n times search_scale's (same s and α*)."""
+    W = check_tensor(W, "W", "search_scale_hessian")
+    check_tensor(H, "H", "search_scale_hessian")
+    check_tensor(s_x, "s_x", "search_scale_hessian")
+    if W.ndim != 2 or W.numel() == 0 or tuple(H.shape) != (W.shape[1],) * 2 or tuple(s_x.shape) != (W.shape[1],):
+        raise ValueError(message("H", "search_scale_hessian", f"(in, in) with W (out, in) and s_x (in,)",
+                                 f"W {tuple(W.shape)}, H {tuple(H.shape)}, s_x {tuple(s_x.shape)}"))
+    for t, name in ((W, "W"), (H, "H"), (s_x, "s_x")):
+        check_finite(t, name, "search_scale_hessian")
+    bits = check_bits(bits, "bits", "search_scale_hessian", low=2, high=16)
+    check_choice(scheme, "scheme", "search_scale_hessian", GROUP_SCHEMES)
+    n_grid = check_int(n_grid, "n_grid", "search_scale_hessian", low=1, high=1000)
+    W, H, s_x = W.detach().float(), H.detach().double(), s_x.detach().float()
+    best, losses = (math.inf, None, None), []
+    for i in range(n_grid):
+        alpha = i / n_grid
+        s = s_x.pow(alpha).clamp(min=1e-4)
+        s = s / (s.max() * s.min()).sqrt()
+        D = W.double() - (groupwise(W * s, bits, group_size, scheme) / s).double()
+        loss = float(((D @ H) * D).sum()) / W.shape[0]
+        losses.append(loss)
+        if loss < best[0]:
+            best = (loss, s, alpha)
+    return best[1], best[2], torch.tensor(losses, dtype=torch.float64)
+
+
+def quantize_model(model: nn.Module, batches, bits: int = 4, group_size: int | None = 128,
+                   scheme: str = "affine", n_grid: int = 20) -> nn.Module:
+    """AWQ of every nn.Linear of `model` (but the tied `lm_head`) → a quantized copy whose
+    Linears compute with Ŵ_s = Q(W · s) / s (what folding 1/s upstream computes; the model is
+    not changed). All statistics (H, mean |x|) come from the fp32 model in one calibration
+    pass of `batches` (as activations.collect takes them); s per layer by `search_scale_hessian`."""
+    import copy
+
+    from .activations import collect, linears
+
+    check_module(model, "model", "quantize_model")
+    bits = check_bits(bits, "bits", "quantize_model", low=2, high=16)
+    check_choice(scheme, "scheme", "quantize_model", GROUP_SCHEMES)
+    q = copy.deepcopy(model)
+    stats = collect(q, batches)
+    with torch.no_grad():
+        for name in linears(q):
+            lin, st = q.get_submodule(name), stats[name]
+            s, _, _ = search_scale_hessian(lin.weight, st.H, st.mean_abs, bits, group_size, scheme, n_grid)
+            lin.weight.copy_((groupwise(lin.weight.float() * s, bits, group_size, scheme) / s).to(lin.weight.dtype))
+    return q

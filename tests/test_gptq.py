@@ -156,3 +156,48 @@ def test_onnxruntime_matmulnbits_gptq_model_output_error_is_rtns():
     rtn = gptq.layer_error(W, Q.groupwise(W, 4, 128), H)
     ours = gptq.layer_error(W, gptq.quantize_weight(W, H, 4, 128), H)
     assert ort_err == pytest.approx(rtn, rel=1e-3) and ours < 0.8 * ort_err
+
+
+# ------------------------------------------------------------------ whole-model wrapper
+def _tiny_gpt_and_calibration():
+    from labkit import gpt, text
+    model = gpt.build(vocab_size=83, block_size=16, n_layer=2, n_head=2, n_embd=32, seed=0)
+    ids = torch.randint(0, 83, (2000,), generator=torch.Generator().manual_seed(0))
+    return model, [text.calibration(ids, 8, 16, seed=0)]
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_quantize_model_equals_quantize_weight_per_layer_and_leaves_the_model(sequential):
+    from labkit import activations
+    model, cal = _tiny_gpt_and_calibration()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = gptq.quantize_model(model, cal, bits=3, group_size=16, scheme="restricted", sequential=sequential)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())        # not changed
+    names = list(activations.linears(model))
+    if not sequential:                                   # all H from the fp32 model: layer by layer equal
+        stats = activations.collect(model, cal)
+        for name in names:
+            W = model.get_submodule(name).weight
+            expected = gptq.quantize_weight(W, stats[name].H, 3, 16, "restricted")
+            assert torch.equal(q.get_submodule(name).weight, expected), name
+    else:                                                 # the first layer sees fp32 inputs: the same
+        first = names[0]
+        H = activations.collect(model, cal, layers=[first])[first].H
+        assert torch.equal(q.get_submodule(first).weight,
+                           gptq.quantize_weight(model.get_submodule(first).weight, H, 3, 16, "restricted"))
+        later = names[-1]                                 # a later layer's H comes from the quantized copy
+        H_fp = activations.collect(model, cal, layers=[later])[later].H
+        assert not torch.equal(q.get_submodule(later).weight,
+                               gptq.quantize_weight(model.get_submodule(later).weight, H_fp, 3, 16, "restricted"))
+    for name in names:                                    # every weight on the 3-bit grid: ≤ 7 levels per group
+        W = q.get_submodule(name).weight.reshape(-1, 16)
+        assert max(len(torch.unique(r)) for r in W) <= 7
+    assert torch.equal(q.lm_head.weight, model.lm_head.weight)
+
+
+def test_quantize_model_rejects_bad_arguments():
+    model, cal = _tiny_gpt_and_calibration()
+    with pytest.raises(ValueError, match="The 'bits' parameter of quantize_model"):
+        gptq.quantize_model(model, cal, bits=1)
+    with pytest.raises(TypeError, match="The 'model' parameter of quantize_model"):
+        gptq.quantize_model("x", cal)

@@ -409,3 +409,79 @@ def fixed_point_multiplier(fn) -> bool:
         return "M0 = round(M₀ · 2³¹) with M₀ = M · 2ⁿ ∈ [0.5, 1); round half away from zero."
 
     return _run("fixed_point_multiplier", fn, cases, compare, hint)
+
+
+# ------------------------------------------------------------------ 10: group-wise RTN
+def groupwise(fn) -> bool:
+    """fn(w, bits, group_size) → ŵ: symmetric ("restricted") round-to-nearest per group of
+    `group_size` consecutive weights along the last axis (in divisible by group_size):
+    s = max|w_group| / (2^(b−1) − 1), ŵ = clamp(round(w / s), −(2^(b−1) − 1), 2^(b−1) − 1) · s."""
+    cases = [{"args": (torch.tensor([[-1.0, 0.5, 0.25, 2.0]]), 2, 2), "size": 4},
+             {"args": (torch.tensor([[0.0, 0.0, 3.0, -1.5]]), 3, 4), "size": 4}]
+    for i in range(12):
+        g = (4, 8, 16, 32)[i % 4]
+        w = torch.randn(2 + i, g * (1 + i % 3), generator=_gen(i)) * (0.1 + i)
+        cases.append({"args": (w, 2 + i % 7, g), "size": w.numel()})
+
+    def compare(args, got):
+        w, bits, g = args
+        ref = quantize.groupwise(w, bits, g, "restricted")
+        step = float(w.abs().max()) / (2 ** (bits - 1) - 1)
+        return _same(ref, got, atol=1e-5 * max(step, 1.0))
+
+    def hint(args, got):
+        w, bits, g = args
+        if isinstance(got, torch.Tensor) and got.shape == w.shape:
+            if torch.allclose(got, quantize.groupwise(w, bits, None, "restricted"), atol=1e-6):
+                return "that is one scale per row; reshape to (-1, group_size) so every group gets its own."
+            if torch.allclose(got, quantize.groupwise(w, bits, g, "symmetric"), atol=1e-6):
+                return "that is torch's grid (max|w| / ((2^b − 1)/2)); here s = max|w| / (2^(b−1) − 1)."
+        return ("w.reshape(-1, group_size); s = amax(|group|) / (2^(b−1) − 1) (guard s = 0); "
+                "round, clamp to ±(2^(b−1) − 1), multiply back by s, reshape to w.shape.")
+
+    return _run("groupwise", fn, cases, compare, hint)
+
+
+# ------------------------------------------------------------------ 10: GPTQ's column update
+def gptq_update(W: torch.Tensor, Hinv: torch.Tensor, j: int, q: torch.Tensor) -> torch.Tensor:
+    """The reference of `gptq_column`: W with column j set to q and the columns after it moved
+    by the optimal compensation δ = (w_j − q) / [H⁻¹]_jj, w_{j+1:} ← w_{j+1:} − δ · [H⁻¹]_{j, j+1:}."""
+    if not all(isinstance(t, torch.Tensor) for t in (W, Hinv, q)):
+        raise TypeError(message("W", "gptq_update", "tensors W (out, in), Hinv (in, in), q (out,)", type(W).__name__))
+    if W.ndim != 2 or tuple(Hinv.shape) != (W.shape[1],) * 2 or tuple(q.shape) != (W.shape[0],):
+        raise ValueError(message("W", "gptq_update", "(out, in) with Hinv (in, in) and q (out,)",
+                                 f"W {tuple(W.shape)}, Hinv {tuple(Hinv.shape)}, q {tuple(q.shape)}"))
+    if not isinstance(j, int) or isinstance(j, bool) or not 0 <= j < W.shape[1]:
+        raise ValueError(message("j", "gptq_update", f"an int in [0, {W.shape[1] - 1}]", j))
+    out = W.clone()
+    delta = (W[:, j] - q) / Hinv[j, j]
+    out[:, j] = q
+    out[:, j + 1:] -= delta[:, None] * Hinv[j, j + 1:][None, :]
+    return out
+
+
+def gptq_column(fn) -> bool:
+    """fn(W, Hinv, j, q) → a new W with column j = q (its quantized values) and the columns
+    j+1: compensated: w_{j+1:} − (w_j − q) / Hinv[j, j] · Hinv[j, j+1:]; columns < j unchanged."""
+    cases = []
+    for i in range(10):
+        g = _gen(i)
+        n = 3 + i
+        X = torch.randn(4 * n, n, generator=g, dtype=torch.float64)
+        Hinv = torch.linalg.inv(X.T @ X + 0.1 * torch.eye(n, dtype=torch.float64))
+        W = torch.randn(2 + i % 3, n, generator=g, dtype=torch.float64)
+        j = i % n
+        q = torch.round(W[:, j] * 4) / 4
+        cases.append({"args": (W, Hinv, j, q), "size": W.numel()})
+
+    def hint(args, got):
+        W, Hinv, j, q = args
+        if isinstance(got, torch.Tensor) and got.shape == W.shape:
+            if torch.allclose(got, gptq_update(W, Hinv, j, 2 * W[:, j] - q), atol=1e-9):
+                return "the sign: the error is w_j − q, and the later columns move by −error · Hinv[j, k] / Hinv[j, j]."
+            if torch.allclose(got[:, j], W[:, j]):
+                return "column j itself must become q (it is quantized now)."
+        return "δ = (W[:, j] − q) / Hinv[j, j]; W[:, j+1:] −= δ[:, None] * Hinv[j, j+1:][None, :]; on a clone."
+
+    return _run("gptq_column", fn, cases,
+                lambda a, got: _same(gptq_update(*a), got, atol=1e-9), hint)
