@@ -462,8 +462,9 @@ def budget(fn, X_test, y_test, max_bytes: int, min_accuracy: float) -> bool:
     if problem:
         print(f"✗ budget: the weights do not fit the storage {storage}: {problem}.")
         return False
-    acc = train.accuracy(model, X_test, y_test)
-    lo, hi = stats.accuracy_interval(acc, len(y_test))
+    correct = round(train.accuracy(model, X_test, y_test) * len(y_test))    # k of n, exact
+    acc = correct / len(y_test)
+    lo, hi = stats.wilson_interval(correct, len(y_test))
     ok_size, ok_acc = size <= max_bytes, acc >= min_accuracy
     mark = "✓" if ok_size and ok_acc else "✗"
     print(f"{mark} budget: {size:,} bytes {'≤' if ok_size else '>'} {max_bytes:,} (counted by labkit for {storage}); "
