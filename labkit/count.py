@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .coding import relative_index
-from .quantize import size_bytes
+from .quantize import SCHEMES, size_bytes
 from .train import evaluating
 from .validate import check_bits, check_bool, check_choice, check_int, check_module, check_tensor, message, prunable_layers
 
@@ -155,7 +155,7 @@ def layer_bits(layer: nn.Module, bits: int | None = None, scheme: str = "symmetr
     The one size accounting of the workbook: `model_bytes`, `mixed` and `deep_compression` use it."""
     if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         raise TypeError(message("layer", "layer_bits", "an nn.Linear or nn.Conv layer", type(layer).__name__))
-    check_choice(scheme, "scheme", "layer_bits", ("affine", "symmetric"))
+    check_choice(scheme, "scheme", "layer_bits", SCHEMES)
     check_choice(granularity, "granularity", "layer_bits", ("tensor", "channel"))
     check_bool(codebook, "codebook", "layer_bits")
     w = layer.weight.detach()

@@ -83,8 +83,11 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: 
 
 def distill(student: nn.Module, teacher: nn.Module, X: torch.Tensor, y: torch.Tensor,
             T: float = 4.0, alpha: float = 0.9, epochs: int = 30, lr: float = 2e-3,
-            seed: int = 0, device: str | torch.device = "auto", **fit_kwargs) -> dict:
+            seed: int = 0, device: str | torch.device = "auto", loss=None, **fit_kwargs) -> dict:
     """Train `student` in place on (X, y) with `kd_loss` against `teacher`. Returns fit's history.
+
+    loss: the distillation loss, fn(student_logits, teacher_logits, target, T, alpha) → scalar
+    (None: `kd_loss`; notebook 05's exercise plugs in the student's own).
 
     The teacher is not changed: it runs in eval mode (dropout off) under torch.no_grad() on the
     very batch the student sees, augmentation included, and is put back in its former mode
@@ -98,6 +101,10 @@ def distill(student: nn.Module, teacher: nn.Module, X: torch.Tensor, y: torch.Te
                                   type(teacher).__name__))
     T = check_float(T, "T", "distill", low=0, closed="neither")
     alpha = check_float(alpha, "alpha", "distill", low=0, high=1)
+    if loss is not None and not callable(loss):
+        raise TypeError(message("loss", "distill", "None or a function (student_logits, teacher_logits, "
+                                "target, T, alpha) → loss", type(loss).__name__))
+    kd = loss or kd_loss
     if "loss_fn" in fit_kwargs:
         raise TypeError("distill() got an unexpected keyword argument 'loss_fn': "
                         "the loss is kd_loss; use labkit.train.fit for another loss.")
@@ -107,7 +114,7 @@ def distill(student: nn.Module, teacher: nn.Module, X: torch.Tensor, y: torch.Te
     def loss_fn(logits, target, Xb):
         with torch.no_grad():
             teacher_logits = teacher(Xb)                                  # (B, K), no graph
-        return kd_loss(logits, teacher_logits, target, T, alpha)
+        return kd(logits, teacher_logits, target, T, alpha)
 
     with evaluating(teacher):
         return fit(student, X, y, epochs=epochs, lr=lr, seed=seed, device=dev, loss_fn=loss_fn,

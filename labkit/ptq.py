@@ -43,9 +43,11 @@ class QuantLayer(nn.Module):
     """A Linear / Conv layer computed with fake-quantized weights and (optionally) inputs."""
 
     def __init__(self, layer: nn.Module, bits: int | None = 8, scheme: str = "symmetric",
-                 granularity: str = "channel", a_bits: int | None = 8, momentum: float = 0.01):
+                 granularity: str = "channel", a_bits: int | None = 8, momentum: float = 0.01,
+                 kernel=None):
         super().__init__()
         self.layer, self.bits, self.scheme, self.a_bits = layer, bits, scheme, a_bits
+        self.kernel = kernel                                      # None: labkit's STE kernel
         self.axis = AXES[granularity]                             # weight (C_out, ...) → per C_out
         self.momentum = momentum
         self.register_buffer("lo", torch.tensor(float("nan")))   # activation range, set by
@@ -54,7 +56,8 @@ class QuantLayer(nn.Module):
 
     def weight(self) -> torch.Tensor:
         w = self.layer.weight
-        return w if self.bits is None else Q._fake_quantize(w, self.bits, self.scheme, self.axis)
+        return w if self.bits is None else Q._fake_quantize(w, self.bits, self.scheme, self.axis,
+                                                            kernel=self.kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.a_bits is not None:
@@ -69,7 +72,7 @@ class QuantLayer(nn.Module):
                     self.hi.add_(self.momentum * (hi - self.hi))
             if not torch.isnan(self.lo) and self.samples is None:
                 s, z = Q._qparams(self.lo, self.hi, self.a_bits, "affine")
-                x = Q._fake_quantize(x, self.a_bits, "affine", scale=s, zero_point=z)
+                x = Q._fake_quantize(x, self.a_bits, "affine", scale=s, zero_point=z, kernel=self.kernel)
         w = self.weight()
         if isinstance(self.layer, nn.Linear):
             return F.linear(x, w, self.layer.bias)
@@ -83,7 +86,7 @@ class QuantLayer(nn.Module):
 def _check_common(func, bits, scheme, granularity, a_bits):
     if bits is not None:
         check_bits(bits, "bits", func, high=16)
-    check_choice(scheme, "scheme", func, Q.SCHEMES)
+    Q.check_scheme(scheme, bits, func)
     check_choice(granularity, "granularity", func, GRANULARITIES)
     if a_bits is not None:
         check_bits(a_bits, "a_bits", func, high=16)
@@ -108,7 +111,7 @@ def quant_layers(model: nn.Module) -> list[tuple[str, QuantLayer]]:
 def quantize_model(model: nn.Module, bits: int | None = 8, scheme: str = "symmetric",
                    granularity: str = "channel", a_bits: int | None = 8,
                    calibration: str = "minmax", X_calib: torch.Tensor | None = None,
-                   percentile: float = 99.99) -> nn.Module:
+                   percentile: float = 99.99, kernel=None) -> nn.Module:
     """A fake-quantized copy of `model` (the original is not modified), calibrated on X_calib.
 
     bits / scheme / granularity: the weights' bit width (None: keep float), "symmetric" (torch
@@ -117,11 +120,16 @@ def quantize_model(model: nn.Module, bits: int | None = 8, scheme: str = "symmet
     a_bits: the bit width of every Linear / Conv input (affine); None keeps them float.
     calibration, X_calib, percentile: how the activation ranges are set (see the module doc);
       X_calib is required when a_bits is given. Train the result with `train.fit` for QAT.
+    kernel: the fake-quantize function, fn(x, scale, zero_point, q_min, q_max) → x̂ whose backward is
+      the straight-through estimator (scale, zero_point broadcast against x); None: labkit's.
     """
     prunable_layers(model, "model", "quantize_model")
     _check_common("quantize_model", bits, scheme, granularity, a_bits)
+    if kernel is not None and not callable(kernel):
+        raise TypeError(message("kernel", "quantize_model", "None or a function (x, scale, zero_point, "
+                                "q_min, q_max) → x̂", type(kernel).__name__))
     qmodel = _replace(clone(model),
-                      lambda m: QuantLayer(m, bits, scheme, granularity, a_bits))
+                      lambda m: QuantLayer(m, bits, scheme, granularity, a_bits, kernel=kernel))
     if a_bits is not None:
         if X_calib is None:
             raise ValueError(message("X_calib", "quantize_model", "a tensor of calibration "

@@ -17,13 +17,16 @@ where min⁻ = min(min, 0), max⁺ = max(max, 0), s is clamped below by float32'
 clamped into the integer range. Symmetric is torch.qint8's convention (signed integers, z = 0);
 torch's quint8 "symmetric" stores the same grid shifted by 128.
 
-Two "symmetric int8" grids appear in labkit; the names used in the docstrings:
+Two symmetric grids, both z = 0, both available here as schemes:
 
-    torch symmetric       q ∈ [−128, 127], s = max|x| / 127.5    here, labkit.ptq (scheme="symmetric")
-    restricted symmetric  q ∈ [−127, 127], s = max|x| / 127      labkit.deploy (adaround, pt2e, XNNPACK)
+    symmetric    q ∈ [−2^(b−1), 2^(b−1) − 1]       s = max|x| / ((2^b − 1)/2)   torch.qint8's; labkit.ptq's default
+    restricted   q ∈ [−(2^(b−1) − 1), 2^(b−1) − 1]  s = max|x| / (2^(b−1) − 1)   GPTQ/AWQ, most courses, XNNPACK
 
-(the restricted grid drops −128 so that the grid is the same on both sides of 0: ±max|x| are
-both levels; torch symmetric reaches −128·s = −1.004·max|x| but only 127·s = 0.996·max|x|). round() is round-half-to-even
+"symmetric" (torch's) cannot represent +max|x|: its top level is (2^(b−1) − 1)·s, i.e. 127/127.5 of
+max|x| at 8 bits, 7/7.5 = 14/15 at 4 bits and 1/1.5 = 2/3 at 2 bits, while −2^(b−1)·s overshoots −max|x|.
+"restricted" drops the most negative code so the grid is the same on both sides of 0 and ±max|x| are
+both levels (torch's observers with quant_min = −(2^(b−1) − 1) compute the same scale). labkit.deploy
+(adaround, pt2e, XNNPACK) uses the restricted grid at 8 bits. round() is round-half-to-even
 applied to x · (1/s), as torch's kernels do. `axis` selects per-channel parameters: one (s, z)
 per index along that axis (per output channel for a weight, axis=0).
 
@@ -48,7 +51,7 @@ import torch
 
 from .validate import accepts, check_bits, check_choice, check_finite, check_float, check_int, check_tensor, message
 
-SCHEMES = ("affine", "symmetric")
+SCHEMES = ("affine", "symmetric", "restricted")
 EPS = torch.finfo(torch.float32).eps          # torch's observers clamp the scale to this
 
 
@@ -61,15 +64,28 @@ def _axis(axis, x: torch.Tensor, func: str) -> int | None:
     return axis % x.ndim
 
 
+def check_scheme(scheme, bits, func: str) -> str:
+    """Return `scheme` if it is one of SCHEMES usable at `bits` bits, else raise: "restricted"
+    needs bits ≥ 2 (at 1 bit its only level would be 0)."""
+    check_choice(scheme, "scheme", func, SCHEMES)
+    if scheme == "restricted" and bits is not None and bits < 2:
+        raise ValueError(message("bits", func, "an int in the range [2, 16] for scheme 'restricted'", bits))
+    return scheme
+
+
 def qrange(bits: int = 8, scheme: str = "affine") -> tuple[int, int]:
-    """(q_min, q_max): affine [0, 2^b − 1], symmetric [−2^(b−1), 2^(b−1) − 1]."""
+    """(q_min, q_max): affine [0, 2^b − 1], symmetric [−2^(b−1), 2^(b−1) − 1], restricted
+    [−(2^(b−1) − 1), 2^(b−1) − 1]."""
     bits = check_bits(bits, "bits", "qrange", high=16)
-    check_choice(scheme, "scheme", "qrange", SCHEMES)
+    check_scheme(scheme, bits, "qrange")
     return _qrange(bits, scheme)
 
 
 def _qrange(bits: int, scheme: str) -> tuple[int, int]:
-    return (0, 2 ** bits - 1) if scheme == "affine" else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+    if scheme == "affine":
+        return 0, 2 ** bits - 1
+    top = 2 ** (bits - 1) - 1
+    return (-top - 1 if scheme == "symmetric" else -top), top
 
 
 def _int_dtype(bits: int, scheme: str) -> torch.dtype:
@@ -97,7 +113,7 @@ def qparams(min_val, max_val, bits: int = 8, scheme: str = "affine"):
     int64 zero_point tensors of the same shape (0-d for a float range).
     """
     bits = check_bits(bits, "bits", "qparams", high=16)
-    check_choice(scheme, "scheme", "qparams", SCHEMES)
+    check_scheme(scheme, bits, "qparams")
     for name, v in (("min_val", min_val), ("max_val", max_val)):
         if isinstance(v, bool) or not isinstance(v, (numbers.Real, torch.Tensor)):
             raise TypeError(message(name, "qparams", "a float or a tensor of shape (C,)", type(v).__name__))
@@ -120,7 +136,7 @@ def _qparams(lo: torch.Tensor, hi: torch.Tensor, bits: int, scheme: str):
     """`qparams` without the entry checks (for the per-forward use in labkit.ptq)."""
     q_min, q_max = _qrange(bits, scheme)
     lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)   # widen the range to hold 0
-    if scheme == "symmetric":
+    if scheme != "affine":          # symmetric: max|x| / ((2^b − 1)/2); restricted: max|x| / (2^(b−1) − 1)
         scale = torch.clamp(torch.maximum(-lo, hi) / (float(q_max - q_min) / 2), min=EPS)
         zero_point = torch.zeros_like(scale, dtype=torch.int64)
     else:
@@ -154,7 +170,7 @@ def _entry(x, bits, scheme, axis, scale, zero_point, func: str):
     (scale, zero_point) when none is given. → (axis, scale, zero_point, q_min, q_max)."""
     check_tensor(x, "x", func)
     bits = check_bits(bits, "bits", func, high=16)
-    check_choice(scheme, "scheme", func, SCHEMES)
+    check_scheme(scheme, bits, func)
     axis = _axis(axis, x, func)
     if scale is None:
         scale, zero_point = qparams(*_observe(x, axis, func), bits=bits, scheme=scheme)
@@ -212,6 +228,22 @@ class _FakeQuant(torch.autograd.Function):
         return grad * inside, None, None, None, None
 
 
+def ste(x: torch.Tensor, scale, zero_point, q_min: int, q_max: int) -> torch.Tensor:
+    """The fake-quantize kernel: x̂ = (clamp(round(x/s) + z, q_min, q_max) − z)·s, backward by the
+    straight-through estimator (gradient 1 inside the clipping range, 0 outside). scale and
+    zero_point: floats or tensors that broadcast against x. What `fake_quantize` and labkit.ptq's
+    layers run (`ptq.quantize_model(kernel=...)` takes any function of this signature)."""
+    check_tensor(x, "x", "ste")
+    q_min, q_max = check_int(q_min, "q_min", "ste"), check_int(q_max, "q_max", "ste")
+    if q_min >= q_max:
+        raise ValueError(message("q_max", "ste", f"an int greater than q_min = {q_min}", q_max))
+    s = torch.as_tensor(scale, dtype=torch.float32)
+    if not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
+        raise ValueError(message("scale", "ste", "positive and finite", scale))
+    z = torch.as_tensor(zero_point, dtype=torch.float32)
+    return _FakeQuant.apply(x, s, z, q_min, q_max)
+
+
 def fake_quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: int | None = None,
                   scale: torch.Tensor | None = None, zero_point: torch.Tensor | None = None):
     """dequantize(quantize(x)) in floating point, differentiable by the straight-through estimator.
@@ -227,15 +259,18 @@ def fake_quantize(x: torch.Tensor, bits: int = 8, scheme: str = "affine", axis: 
 
 
 def _fake_quantize(x: torch.Tensor, bits: int, scheme: str, axis: int | None = None,
-                   scale: torch.Tensor | None = None, zero_point: torch.Tensor | None = None):
-    """`fake_quantize` without the entry checks (x's min-max when scale is None)."""
+                   scale: torch.Tensor | None = None, zero_point: torch.Tensor | None = None,
+                   kernel=None):
+    """`fake_quantize` without the entry checks (x's min-max when scale is None). kernel:
+    fn(x, scale, zero_point, q_min, q_max) → x̂ with scale and zero point shaped to broadcast
+    against x (default labkit's straight-through kernel; notebook 04's exercise plugs in its own)."""
     if scale is None:
         d = x.detach()
         lo, hi = d.aminmax() if axis is None else d.movedim(axis, 0).flatten(1).aminmax(dim=1)
         scale, zero_point = _qparams(lo.float(), hi.float(), bits, scheme)
     q_min, q_max = _qrange(bits, scheme)
-    return _FakeQuant.apply(x, _shape(scale, x, axis), _shape(zero_point.float(), x, axis),
-                            q_min, q_max)
+    return (kernel or _FakeQuant.apply)(x, _shape(scale, x, axis), _shape(zero_point.float(), x, axis),
+                                        q_min, q_max)
 
 
 def fixed_point(w: torch.Tensor, p: int, bits: int | None = None) -> torch.Tensor:
@@ -380,3 +415,86 @@ def size_bytes(numel: int, bits: int, channels: int = 1, scheme: str = "affine",
     else:
         overhead = channels * (param_bits + (bits if scheme == "affine" else 0))
     return math.ceil((numel * bits + overhead) / 8)
+
+
+# ----------------------------------------------------------------------------- group-wise (LLM weights)
+# Weight-only LLM quantization (GPTQ, AWQ, llama.cpp, ONNX Runtime's MatMulNBits) gives every
+# group of `group_size` consecutive weights along the input dimension (W's last axis, W: (out, in))
+# its own (s, z): W.reshape(out, in / g, g) quantized per row of g. Three grids:
+#
+#     affine      torch's / GPTQ's / AWQ's asymmetric grid (q ∈ [0, 2^b − 1], range widened to hold 0)
+#     symmetric   torch's qint8 grid, s = max|x| / ((2^b − 1) / 2), q ∈ [−2^(b−1), 2^(b−1) − 1]:
+#                 also GPTQ's reference `sym=True` (scale (2·max|x|) / (2^b − 1), zero 2^(b−1))
+#     restricted  s = max|x| / (2^(b−1) − 1), q ∈ [−(2^(b−1) − 1), 2^(b−1) − 1]: AWQ's symmetric
+#                 grid (llm-awq `zero_point=False`), ONNX Runtime's RTN "sym", the INT4 of the
+#                 format papers; one level fewer, but ±max|x| are both exact.
+GROUP_SCHEMES = SCHEMES                   # the module's three grids (SCHEMES), per group
+
+
+def group_qparams(w: torch.Tensor, bits: int, scheme: str = "affine"):
+    """(scale, zero_point) per row of a 2-D w (rows, g): float32 and float32 (rows, 1), with
+    q = clamp(round(w / s) + z, q_min, q_max), ŵ = (q − z) · s; `group_range` gives (q_min, q_max).
+
+    Equal to `qparams(*observe(w, axis=0))` for every scheme."""
+    check_tensor(w, "w", "group_qparams")
+    if w.ndim != 2 or w.numel() == 0:
+        raise ValueError(message("w", "group_qparams", "a non-empty 2-D tensor (rows, g)", f"shape {tuple(w.shape)}"))
+    check_finite(w, "w", "group_qparams")
+    bits = check_bits(bits, "bits", "group_qparams", low=2, high=16)
+    check_choice(scheme, "scheme", "group_qparams", GROUP_SCHEMES)
+    lo, hi = w.detach().float().aminmax(dim=1)
+    s, z = _qparams(lo, hi, bits, scheme)
+    return s[:, None], z.float()[:, None]
+
+
+def group_range(bits: int, scheme: str = "affine") -> tuple[int, int]:
+    """(q_min, q_max) of a `group_qparams` grid: `qrange` (bits ≥ 2)."""
+    bits = check_bits(bits, "bits", "group_range", low=2, high=16)
+    check_choice(scheme, "scheme", "group_range", GROUP_SCHEMES)
+    return _qrange(bits, scheme)
+
+
+def groupwise(w: torch.Tensor, bits: int, group_size: int | None = 128, scheme: str = "affine") -> torch.Tensor:
+    """Round-to-nearest (RTN) per group of `group_size` along the last axis → dequantized w
+    (a new tensor, w's shape and dtype).
+
+    group_size=None or −1: one group per row, i.e. per output channel of a weight (out, in):
+    equals fake_quantize(w, bits, scheme, axis=0) for a 2-D w. Per tensor:
+    groupwise(w.reshape(1, -1), bits, None).reshape(w.shape) = fake_quantize(w, bits, scheme).
+    A last group shorter than group_size (in % g ≠ 0) is its own smaller group (zero padding:
+    each range holds 0 already, so the padding changes no scale). Computed in float32 (float64
+    for a float64 w). On the symmetric grid −max|x| / s = −2^(b−1) + ½ is a tie: float rounding of
+    x · (1/s) decides it, as in torch's kernels.
+    """
+    check_tensor(w, "w", "groupwise")
+    if w.ndim == 0 or w.numel() == 0:
+        raise ValueError(message("w", "groupwise", "a non-empty tensor of ≥ 1 dimension", f"shape {tuple(w.shape)}"))
+    check_finite(w, "w", "groupwise")
+    bits = check_bits(bits, "bits", "groupwise", low=2, high=16)
+    check_choice(scheme, "scheme", "groupwise", GROUP_SCHEMES)
+    n = w.shape[-1]
+    g = n if group_size is None or group_size == -1 else check_int(group_size, "group_size", "groupwise", low=1)
+    g = min(g, n)
+    pad = (-n) % g
+    x = w.detach().to(torch.promote_types(w.dtype, torch.float32))           # float32, or float64
+    x = torch.nn.functional.pad(x.reshape(-1, n), (0, pad)).reshape(-1, g)
+    s, z = group_qparams(x, bits, scheme)
+    q_min, q_max = group_range(bits, scheme)
+    x = (torch.clamp(torch.round(x * (1.0 / s)) + z, q_min, q_max) - z) * s
+    return x.reshape(-1, n + pad)[:, :n].reshape(w.shape).to(w.dtype)
+
+
+def bits_per_weight(bits: int, group_size: int, scheme: str = "affine", scale_bits: int = 16,
+                    zero_bits: int | None = None) -> float:
+    """Storage bits per weight, scales and zeros included: b + (scale_bits + zero_bits) / g.
+
+    One scale (`scale_bits`, fp16 by default) per group of g weights, and for "affine" one zero
+    point of `zero_bits` (default: b, the zero lies on the integer grid). By hand: 4-bit, g = 128,
+    affine, fp16 scale, 4-bit zero: 4 + (16 + 4) / 128 = 4.15625. Per channel: g = in_features.
+    """
+    bits = check_bits(bits, "bits", "bits_per_weight", low=1, high=32)
+    g = check_int(group_size, "group_size", "bits_per_weight", low=1)
+    check_choice(scheme, "scheme", "bits_per_weight", GROUP_SCHEMES)
+    scale_bits = check_bits(scale_bits, "scale_bits", "bits_per_weight", low=1, high=64)
+    zero_bits = bits if zero_bits is None else check_bits(zero_bits, "zero_bits", "bits_per_weight", low=1, high=64)
+    return bits + (scale_bits + (zero_bits if scheme == "affine" else 0)) / g

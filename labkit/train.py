@@ -83,6 +83,8 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     schedule: "cosine" anneals the learning rate from lr to 0 over the epochs; "constant" keeps it.
     Pruned weights stay zero by themselves: `labkit.prune` keeps its masks in the model.
     loss_fn(logits, y, X) → scalar: replaces cross-entropy (used for distillation).
+    progress: a bar over the epochs (tqdm); never headless (LABKIT_HEADLESS=1: papermill, nbval,
+      `labkit run`, tools/nb.py), where a notebook would store its first frame, "0/30", for good.
     history: {"loss": [per epoch], "val_accuracy": [per epoch, if X_val given], "seconds"}.
     """
     check_module(model, "model", "fit")
@@ -111,6 +113,9 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int = 30, lr
     X, y = X.to(dev), y.to(dev)
     history = {"loss": [], "val_accuracy": []}
     start = time.perf_counter()
+    if progress:
+        from .workbook.widgets import headless
+        progress = not headless()
     for _ in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
         model.train()
         order = torch.randperm(len(y), generator=gen).to(dev)

@@ -215,6 +215,20 @@ def test_use_runs_the_students_function_once_it_passed_else_the_reference(capsys
         check.use(3, prune.threshold, True)
 
 
+def test_metrics_from_confusion_check_accepts_the_reference_and_catches_micro_averaging(capsys):
+    from labkit import train
+    import numpy as np
+    assert check.metrics_from_confusion(train.metrics_from_confusion)
+
+    def micro(C):
+        C = np.asarray(C, dtype=float)
+        a = float(np.trace(C) / C.sum())
+        return {"accuracy": a, "precision": a, "recall": a, "f1": a}
+
+    assert not check.metrics_from_confusion(micro)
+    assert "fails on the smallest failing input" in capsys.readouterr().out
+
+
 # ---- budget (notebook 09's challenge)
 def _budget_model():
     torch.manual_seed(0)

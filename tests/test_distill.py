@@ -130,3 +130,30 @@ def test_distill_alpha_zero_is_plain_training():
 def test_bad_input(call, exc):
     with pytest.raises(exc, match="parameter of"):
         call()
+
+
+def test_distill_trains_with_a_given_loss_function():
+    """loss= is the function the training runs (notebook 05's my_kd_loss): labkit's kd_loss passed
+    explicitly gives the same student, a function that ignores the teacher gives another."""
+    import torch
+    from torch import nn
+    from labkit import distill
+    X, y = torch.randn(64, 1, 4, 4, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 3
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+    def make():
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+    calls = []
+
+    def counted(*args):
+        calls.append(1)
+        return distill.kd_loss(*args)
+
+    a, b = make(), make()
+    distill.distill(a, teacher, X, y, epochs=2, max_shift=0, progress=False, device="cpu")
+    distill.distill(b, teacher, X, y, epochs=2, max_shift=0, progress=False, device="cpu", loss=counted)
+    assert calls and torch.equal(a[1].weight, b[1].weight)
+    with pytest.raises(TypeError, match="'loss' parameter of distill"):
+        distill.distill(make(), teacher, X, y, epochs=1, loss="kl")

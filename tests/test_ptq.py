@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import data, ptq, train
+from labkit import data, models, ptq, train
 from labkit import quantize as Q
 
 
@@ -157,3 +157,26 @@ def test_granularity_is_quantize_axis():
         got = ptq.quantize_weights(model, 3, "affine", granularity)[0].weight
         assert torch.equal(got, Q.fake_quantize(model[0].weight, 3, "affine", axis))
         assert ptq.QuantLayer(nn.Linear(2, 2), granularity=granularity).axis == axis
+
+
+def test_quantize_model_runs_a_given_kernel_forward_and_backward():
+    """The kernel argument (notebook 04's my_fake_quantize drives QAT): torch's own per-channel
+    kernel with STE gives the same model outputs and gradients as labkit's."""
+    model = models.lenet300_100(seed=0)
+    X = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def torch_kernel(x, scale, zero_point, q_min, q_max):
+        calls.append(tuple(scale.shape))
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point.int(), q_min, q_max) if scale.numel() == 1 \
+            else torch.fake_quantize_per_channel_affine(x, scale.flatten(), zero_point.flatten().int(), 0, q_min, q_max)
+
+    ours = ptq.quantize_model(model, 4, "symmetric", "channel", 8, "minmax", X)
+    theirs = ptq.quantize_model(model, 4, "symmetric", "channel", 8, "minmax", X, kernel=torch_kernel)
+    a, b = ours(X), theirs(X)
+    assert torch.allclose(a, b, atol=1e-5) and calls
+    a.sum().backward(), b.sum().backward()
+    ga, gb = ours.get_submodule("1.layer").weight.grad, theirs.get_submodule("1.layer").weight.grad
+    assert torch.allclose(ga, gb, atol=1e-5)
+    with pytest.raises(TypeError, match="'kernel' parameter of quantize_model"):
+        ptq.quantize_model(model, 4, kernel=3, a_bits=None)

@@ -127,6 +127,11 @@ def test_size_bytes_by_hand():
 @pytest.mark.parametrize("scheme", Q.SCHEMES)
 @pytest.mark.parametrize("axis", [None, 0, 1])
 def test_equals_torch_observer_and_fake_quantize(bits, scheme, axis):
+    """restricted = torch's observer and kernels with quant_min = −(2^(b−1) − 1)."""
+    if scheme == "restricted" and bits == 1:
+        with pytest.raises(ValueError, match="'bits' parameter of quantize must be an int in the range \\[2, 16\\] for scheme 'restricted'"):
+            Q.quantize(torch.ones(3), 1, scheme)
+        return
     x = torch.randn(6, 40, generator=torch.Generator().manual_seed(bits)) * 3 + 0.7
     obs = _observer(bits, scheme, axis)
     obs(x)
@@ -172,6 +177,7 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 @given(arrays("float32", st.integers(1, 60), elements=finite), st.integers(1, 16),
        st.sampled_from(Q.SCHEMES))
 def test_error_at_most_half_a_step_inside_the_range(a, bits, scheme):
+    bits = max(bits, 2) if scheme == "restricted" else bits      # restricted needs 2 bits (tested above)
     x = torch.from_numpy(a)
     q, s, z = Q.quantize(x, bits, scheme)
     q_min, q_max = Q.qrange(bits, scheme)
@@ -283,3 +289,95 @@ def test_inputs_not_modified():
 
 def test_log2_of_levels():
     assert math.log2(len(Q.kmeans(torch.randn(50), 4)[0])) == 4
+
+
+def test_restricted_grid_represents_plus_max_and_torch_symmetric_does_not():
+    """The two symmetric grids, by hand: at 2 bits x = [−1, 0, 0.5, 2]."""
+    x = torch.tensor([-1.0, 0.0, 0.5, 2.0])
+    q, s, z = Q.quantize(x, 2, "symmetric")                 # s = 2 / 1.5, q ∈ [−2, 1]
+    assert float(s) == pytest.approx(4 / 3) and q.tolist() == [-1, 0, 0, 1]
+    assert Q.dequantize(q, s, z).tolist()[-1] == pytest.approx(4 / 3)     # +max → 2/3 of it
+    q, s, z = Q.quantize(x, 2, "restricted")                # s = 2 / 1, q ∈ [−1, 1]
+    assert float(s) == 2.0 and q.tolist() == [0, 0, 0, 1] and Q.qrange(2, "restricted") == (-1, 1)
+    assert Q.dequantize(q, s, z).tolist()[-1] == 2.0
+    for bits, top in ((4, 14 / 15), (8, 127 / 127.5)):
+        w = torch.tensor([-0.5, 1.0])
+        assert float(Q.fake_quantize(w, bits, "symmetric").max()) == pytest.approx(top, rel=1e-6)
+        assert float(Q.fake_quantize(w, bits, "restricted").max()) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_ste_kernel_equals_torch_values_and_gradients():
+    x = torch.linspace(-3, 3, 61, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    y = Q.ste(x, 0.05, 10, 0, 100)
+    ref = torch.fake_quantize_per_tensor_affine(x_ref, 0.05, 10, 0, 100)
+    assert torch.equal(y, ref)
+    y.sum().backward(), ref.sum().backward()
+    assert torch.equal(x.grad, x_ref.grad)
+    with pytest.raises(ValueError, match="'scale' parameter of ste"):
+        Q.ste(x, 0.0, 0, 0, 15)
+    with pytest.raises(ValueError, match="'q_max' parameter of ste"):
+        Q.ste(x, 0.1, 0, 5, 5)
+
+
+# ------------------------------------------------------------------ group-wise (LLM weights)
+@pytest.mark.parametrize("scheme", ["affine", "symmetric"])
+@pytest.mark.parametrize("bits,g", [(4, 32), (3, 64), (2, 16), (8, 128)])
+def test_groupwise_equals_torch_per_channel_fake_quantize_on_the_groups(scheme, bits, g):
+    w = torch.randn(12, 256, generator=torch.Generator().manual_seed(bits))
+    groups = w.reshape(-1, g)                         # one row per group
+    obs = _observer(bits, scheme, 0)
+    obs(groups)
+    s, z = obs.calculate_qparams()
+    q_min, q_max = Q.qrange(bits, scheme)
+    ref = torch.fake_quantize_per_channel_affine(groups, s.float(), z.int(), 0, q_min, q_max).reshape(w.shape)
+    assert torch.allclose(Q.groupwise(w, bits, g, scheme), ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("scheme", ["affine", "symmetric"])
+def test_groupwise_per_channel_and_per_tensor_special_cases(scheme):
+    w = torch.randn(6, 40)
+    for g in (None, -1, 40, 1000):
+        assert torch.equal(Q.groupwise(w, 4, g, scheme), Q.fake_quantize(w, 4, scheme, axis=0))
+    per_tensor = Q.groupwise(w.reshape(1, -1), 4, None, scheme).reshape(w.shape)
+    assert torch.equal(per_tensor, Q.fake_quantize(w, 4, scheme))
+
+
+def test_groupwise_restricted_grid_by_hand_and_the_ragged_last_group():
+    # restricted 3-bit: s = max|x| / 3, q ∈ [−3, 3]; group 1 = [3, −1.4, 0.5, 2], group 2 = [−6, 1]
+    w = torch.tensor([[3.0, -1.4, 0.5, 2.0, -6.0, 1.0]])
+    y = Q.groupwise(w, 3, 4, "restricted")
+    assert y[0, :4].tolist() == [3.0, -1.0, 0.0, 2.0]           # round(0.5) = 0: half to even
+    assert y[0, 4:].tolist() == [-6.0, 0.0]                       # s = 2: round(1 / 2) = 0
+    assert Q.group_range(3, "restricted") == (-3, 3) and Q.group_range(3, "symmetric") == (-4, 3)
+    w = torch.randn(5, 200)                                       # 200 = 128 + a group of 72
+    y = Q.groupwise(w, 4, 128)
+    assert torch.equal(y[:, 128:], Q.groupwise(w[:, 128:], 4, None))
+    assert torch.equal(y[:, :128], Q.groupwise(w[:, :128], 4, None))
+
+
+def test_group_qparams_equal_qparams_of_the_rows():
+    w = torch.randn(7, 32)
+    for scheme in ("affine", "symmetric"):
+        s, z = Q.group_qparams(w, 4, scheme)
+        s2, z2 = Q.qparams(*Q.observe(w, axis=0), bits=4, scheme=scheme)
+        assert torch.equal(s[:, 0], s2) and torch.equal(z[:, 0], z2.float())
+    s, z = Q.group_qparams(w, 4, "restricted")
+    assert torch.allclose(s[:, 0], w.abs().amax(1) / 7) and not z.any()
+
+
+def test_groupwise_error_falls_with_group_size_and_bits():
+    w = torch.randn(64, 512, generator=torch.Generator().manual_seed(0))
+    err = {(b, g): float(((Q.groupwise(w, b, g) - w) ** 2).mean()) for b in (2, 3, 4, 8) for g in (None, 128, 32)}
+    for b in (2, 3, 4, 8):
+        assert err[b, 32] < err[b, 128] < err[b, None]
+    for g in (None, 128, 32):
+        assert err[8, g] < err[4, g] < err[3, g] < err[2, g]
+
+
+def test_bits_per_weight_by_hand():
+    assert Q.bits_per_weight(4, 128, "affine", scale_bits=16) == 4.15625      # 4 + (16 + 4) / 128
+    assert Q.bits_per_weight(4, 128, "symmetric") == 4.125                      # no zero point
+    assert Q.bits_per_weight(3, 64, "affine", 16, zero_bits=16) == 3.5          # fp16 zero (HQQ-style)
+    assert Q.bits_per_weight(4, 32, "restricted") == 4.5
+    assert Q.bits_per_weight(8, 768, "affine", 32) == pytest.approx(8 + 40 / 768)   # per channel, fp32 scale

@@ -18,9 +18,9 @@ sweep's table is there for the `labkit run 09` after it):
   reduced to its first two values (sweep 01's tau=0.02,0.05,0.1 → 0.02,0.05: 4 runs, not 6).
   `"$PWD/..."` is the temporary folder. `--dask tcp://scheduler:8786` is sent to a local Dask
   cluster (distributed.LocalCluster, 2 worker processes, on 127.0.0.1) started by the test.
-- `make X` is not re-run where X is `test` (this test is part of it) or `report` (every notebook
-  at full size, far too slow): the Makefile must have the target, and its recipe must call the
-  labkit command the README describes. `make students` runs its recipe (`labkit students`).
+- `make X` is not re-run where X is `test` (this test is part of it), `report` (every notebook
+  at full size, far too slow), `lab` (a server waiting for a browser) or `test-browser` (its own
+  target): the Makefile must have the target, and its recipe must call the command the README describes. `make students` runs its recipe (`labkit students`).
   `make install` is what made this environment: the target must exist.
 - `.venv/bin/jupyter lab notebooks/` starts a server and waits for a browser: not run; JupyterLab
   must be installed and notebooks/ exist.
@@ -57,7 +57,8 @@ from conftest import write_notebook
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 CLI = [sys.executable, "-m", "labkit.workbook.cli"]
-NOT_RERUN = {"test": "this test runs inside it", "report": "every notebook at full size: too slow"}
+NOT_RERUN = {"test": "this test runs inside it", "report": "every notebook at full size: too slow",
+             "lab": "a server waiting for a browser", "test-browser": "its own target, run by .ci/run"}
 TIMEOUT = 300
 
 
@@ -168,7 +169,8 @@ class Runner:
         assert m, f"the README runs `make {target}`: the Makefile has no such target"
         recipe = m.group(1)
         if target in NOT_RERUN:
-            wants = {"test": "pytest", "report": "labkit run all"}[target]
+            wants = {"test": "pytest", "report": "labkit run all", "lab": "jupyter lab --notebook-dir=$(LAB)",
+                     "test-browser": "pytest tests/test_browser.py"}[target]
             assert wants in recipe, f"make {target} no longer runs {wants}: {recipe}"
             return f"not re-run ({NOT_RERUN[target]}): the Makefile's {target} runs {wants}"
         if target == "install":

@@ -168,3 +168,12 @@ def test_criteria_scores_restores_training_mode_when_the_loss_raises():
     with pytest.raises(RuntimeError, match="bad loss"):
         criteria.scores(m, torch.randn(8, 4), torch.randint(0, 3, (8,)), criterion="taylor", loss_fn=bad_loss)
     assert m.training and m[0].training
+
+
+def test_fit_shows_a_progress_bar_only_where_someone_watches(digits, monkeypatch, capsys):
+    """Headless (a report, nbval, tools/nb.py) the bar is off: a stored notebook would keep its
+    first frame, "epochs: 0%| | 0/2", beside the finished result. Interactive, tqdm draws it."""
+    for headless, drawn in (("0", True), ("1", False)):
+        monkeypatch.setenv("LABKIT_HEADLESS", headless)
+        train.fit(small_mlp(), digits.X_train, digits.y_train, epochs=2, max_shift=0, progress=True)
+        assert ("epochs:" in capsys.readouterr().err) is drawn, f"LABKIT_HEADLESS={headless}"

@@ -9,7 +9,8 @@ Percent format: `# %%` starts a code cell, `# %% [markdown]` a markdown cell (it
 with "# "), `# %% tags=["parameters"]` a code cell with tags. `execute` runs each notebook from
 notebooks/ in the reference numeric environment (labkit.workbook.numerics, the one nbval and the
 tests use), refuses to where this machine does not reproduce it, writes the notebook back and
-records the environment in its metadata (tests/test_numerics.py fails on any other).
+records the environment in its metadata (tests/test_numerics.py fails on any other). It stores
+the outputs as they stand when the run is over (`settle`): no progress-bar frames.
 
 `classify DIR` compares each code cell's outputs (sanitized as nbval does) with those of the same
 notebook executed elsewhere (DIR/<name>.ipynb, e.g. in the perturbed environment; several DIRs
@@ -28,11 +29,13 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from labkit.workbook import numerics
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_TAG = "nbval-check-output"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 HEADER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
@@ -84,6 +87,17 @@ def nb2py(src: str, dest: str) -> None:
     Path(dest).write_text("\n".join(out), encoding="utf-8")
 
 
+def settle(nb) -> None:
+    """Each cell's outputs as a reader finds them when the run is over, in place: consecutive
+    chunks of a stream joined and each line at its final state (a console progress bar's last
+    frame, not every frame), and no widget view: the stored notebook keeps no widget state, so a
+    view could show only its text fallback, frozen at its first frame ("epochs: 0%| | 0/30")."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if WIDGET_VIEW not in o.get("data", {})]
+            CoalesceStreamsPreprocessor().preprocess_cell(cell, {}, 0)
+
+
 def execute(path: str, timeout: int = 900) -> float:
     os.environ.update({"LABKIT_HEADLESS": "1", **numerics.REFERENCE})
     found = numerics.describe_in({})
@@ -98,6 +112,7 @@ def execute(path: str, timeout: int = 900) -> float:
     for cell in nb.cells:                      # keep diffs small: no per-run metadata
         cell.metadata.pop("execution", None)
     nb.metadata.pop("widgets", None)
+    settle(nb)
     nb.metadata["labkit"] = {"numerics": found}
     nbformat.write(nb, path)
     return seconds

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from .. import coding, distill, lowrank, prune, quantize, structured
+from .. import coding, distill, lowrank, prune, quantize, structured, train
 from ..validate import message
 
 
@@ -106,6 +106,33 @@ def _linear(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:
         layer.weight.uniform_(-bound, bound, generator=gen)
         layer.bias.uniform_(-bound, bound, generator=gen)
     return layer
+
+
+# ------------------------------------------------------------------ 00: metrics
+def metrics_from_confusion(fn) -> bool:
+    """fn(C) → {"accuracy", "precision", "recall", "f1"} from a confusion matrix C (K, K), C[i, j] =
+    samples of true class i predicted as j: macro averages over the classes present in y_true, 0
+    where a class is never predicted (scikit-learn's zero_division=0)."""
+    cases = [{"args": (torch.tensor([[5, 0], [0, 5]]).numpy(),), "size": 4},
+             {"args": (torch.tensor([[3, 1], [2, 4]]).numpy(),), "size": 4},
+             {"args": (torch.tensor([[2, 0, 0], [1, 0, 0], [0, 0, 3]]).numpy(),), "size": 9},   # class 1 never predicted
+             {"args": (torch.tensor([[4, 1, 0], [0, 0, 0], [1, 0, 2]]).numpy(),), "size": 9}]   # class 1 absent
+    for i in range(10):
+        k = 2 + i % 6
+        cases.append({"args": (torch.randint(0, 20, (k, k), generator=_gen(i)).numpy(),), "size": k * k})
+
+    def compare(args, got):
+        want = train.metrics_from_confusion(*args)
+        if not isinstance(got, dict) or set(want) - set(got):
+            return f"expected a dict with keys {sorted(want)}, got {got!r}"
+        wrong = {k: (round(float(got[k]), 6), round(want[k], 6)) for k in want if abs(float(got[k]) - want[k]) > 1e-9}
+        return f"(got, expected): {wrong}" if wrong else None
+
+    def hint(args, got):
+        return ("precision_k = C[k, k] / column sum k (0 if the column is empty), recall_k = C[k, k] / row sum k; "
+                "F1_k = 2PR/(P+R) (0 if P+R = 0); average over the classes whose row sum is > 0.")
+
+    return _run("metrics_from_confusion", fn, cases, compare, hint)
 
 
 # ------------------------------------------------------------------ 01: threshold pruning

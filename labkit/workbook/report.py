@@ -9,20 +9,32 @@ notebook runs, so an interrupted run leaves no metrics file behind.
 `recorded_names(path)` reads, without running it, which metrics a notebook records: the keyword
 names of its `record(...)` calls (`labkit list` shows them, and whether a sweep of it draws a
 Pareto front: `labkit.workbook.sweep.pareto_pairs`).
+
+`html(nb, folder)` is the report's HTML page, which needs no network (the project works
+offline): nbconvert's lab template loads MathJax and require.js from a CDN and the widget manager
+from unpkg; here MathJax 2.7 is the copy the `jupyter-server-mathjax` package ships, put once
+beside the page (folder/mathjax/), require.js is left out (no output of labkit needs it), and a
+widget view is shown by its static fallback (its text or HTML: the notebook keeps no widget
+state, and the live manager is a JavaScript package no Python package ships).
 """
 from __future__ import annotations
 
 import ast
+import copy
+import importlib.util
 import math
 import numbers
+import shutil
 from pathlib import Path
 
 from IPython.display import display
 
 from ..validate import message
-from ._args import check_notebook, check_path
+from ._args import check_folder, check_notebook, check_path
 
 MIME = "application/vnd.labkit.metrics+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+MATHJAX = "mathjax"           # the folder beside a report page that holds its MathJax copy
 
 
 def record(**metrics) -> dict:
@@ -85,3 +97,61 @@ def recorded_names(path: Path) -> list[str]:
                 if called == "record":
                     names += [k.arg for k in node.keywords if k.arg and k.arg not in names]
     return names
+
+
+# nbconvert's lab page, less its network: no require.js, widget manager or mermaid, MathJax from `url`
+# configured for the STIX-Web fonts, the only ones jupyter-server-mathjax ships.
+_PAGE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_js_mathjax -%}
+<script type="text/x-mathjax-config">
+MathJax.Hub.Config({
+  tex2jax: {inlineMath: [['$', '$'], ['\\(', '\\)']], displayMath: [['$$', '$$'], ['\\[', '\\]']],
+            processEscapes: true, processEnvironments: true},
+  TeX: {equationNumbers: {autoNumber: "AMS", useLabelIds: true}},
+  "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null,
+               linebreaks: {automatic: true}},
+  displayAlign: "center", messageStyle: "none"
+});
+</script>
+<script src="{{ resources.mathjax_url }}"></script>
+{%- endblock html_head_js_mathjax -%}
+"""
+
+
+def mathjax(folder: Path) -> str | None:
+    """The URL, relative to a page in `folder`, of the local MathJax copy (folder/mathjax/, copied
+    there from the jupyter-server-mathjax package when missing), or None without that package."""
+    folder = check_folder(folder, "folder", "mathjax")
+    spec = importlib.util.find_spec("jupyter_server_mathjax")
+    if spec is None or spec.origin is None:
+        return None
+    dest = folder / MATHJAX
+    if not (dest / "MathJax.js").is_file():
+        shutil.copytree(Path(spec.origin).parent / "static", dest, dirs_exist_ok=True)
+    return f"{MATHJAX}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+
+
+def html(nb, folder: Path) -> str:
+    """The HTML page of the executed notebook `nb`, to be written in `folder`: maths, tables and
+    plots shown with no network (MathJax from folder/mathjax/, see `mathjax`; without the
+    jupyter-server-mathjax package, nbconvert's CDN). `nb` is not changed."""
+    check_notebook(nb, "nb", "html")
+    folder = check_folder(folder, "folder", "html")
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    nb = copy.deepcopy(nb)
+    nb.get("metadata", {}).pop("widgets", None)
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            out.get("data", {}).pop(WIDGET_VIEW, None)
+    exporter = HTMLExporter(extra_loaders=[DictLoader({"labkit.html.j2": _PAGE})],
+                            template_file="labkit.html.j2")
+    url = mathjax(folder)
+    if url:
+        exporter.mathjax_url = url
+    body, _ = exporter.from_notebook_node(nb)
+    return body

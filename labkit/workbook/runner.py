@@ -216,10 +216,18 @@ def failure_location(traceback: list[str], source: str) -> tuple[int | None, int
 def _export(nb_path: Path, html: bool) -> None:
     if html:
         import nbformat
-        from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
+        body = report.html(nbformat.read(nb_path, as_version=4), nb_path.parent)   # needs no network
         atomic_write_text(body, nb_path.with_suffix(".html"))
+
+
+def kernel_config():
+    """The kernel manager's settings for a run: CurveZMQ encryption of the kernel's sockets where
+    pyzmq has it (the kernel then does not warn that it runs over TCP without encryption)."""
+    import zmq
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
 
 
 def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = False,
@@ -257,7 +265,7 @@ def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = Fals
     try:
         with environment({"LABKIT_HEADLESS": "1", **(env or {})}):
             papermill.execute_notebook(str(path), tmp, parameters=parameters, cwd=str(path.parent),
-                                       kernel_name="python3", progress_bar=progress)
+                                       kernel_name="python3", progress_bar=progress, config=kernel_config())
     except papermill.PapermillExecutionError as e:
         cell, line, source_line = failure_location(list(e.traceback or []), str(e.source or ""))
         os.replace(tmp, failed)

@@ -1,0 +1,106 @@
+"""SmoothQuant (Xiao et al. 2022, https://arxiv.org/abs/2211.10438): make activations int8-friendly.
+
+A transformer's Linear inputs X (N, in) have a few channels j whose |X_j| is 10–100× the rest, in
+every token; one int8 scale per token or per tensor then spends its levels on those channels and
+rounds the others to 0 (labkit.w8a8 has the schemes). SmoothQuant moves the difficulty from the
+activations into the weights W (out, in) with a per-input-channel scale s (in,), exactly in fp32:
+
+    Y = X Wᵀ = (X diag(s)⁻¹) (W diag(s))ᵀ        s_j = max|X_j|^α / max|W_j|^(1−α)
+
+max|X_j| over calibration tokens (`w8a8.input_absmax`), max|W_j| = max_i |W_ij| over the output
+rows of every Linear reading X (q, k, v share one LayerNorm, hence one s); max|W_j| and s are
+clamped at 1e-5 as the reference code does. α = 0.5 balances the two difficulties; α → 1 pushes
+everything into the weights, α = 0 divides by the weight range alone.
+
+Folding: X / s goes into the producer of X — a LayerNorm's weight and bias (an RMSNorm's weight),
+or a preceding Linear's rows and bias (exact only if nothing but per-channel-linear maps lie
+between, e.g. v_proj → attention → out_proj) — and W diag(s) into each consumer's columns, so the
+fp32 model computes what it did. Then quantize with `w8a8.w8a8(model, ...)`: the maxima of the
+smoothed input are act_max / s.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .prune import clone
+from .validate import check_float, check_module, message
+from .w8a8 import CLAMP, check_absmax
+
+NORMS = (nn.LayerNorm,) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+
+
+def _linears(linears, func: str) -> list[nn.Linear]:
+    linears = [linears] if isinstance(linears, nn.Linear) else linears
+    if not isinstance(linears, (list, tuple)) or not linears or not all(isinstance(m, nn.Linear) for m in linears):
+        raise TypeError(message("linears", func, "an nn.Linear or a non-empty list of them", type(linears).__name__))
+    if len({m.in_features for m in linears}) != 1:
+        raise ValueError(message("linears", func, "Linears of one in_features (they read the same X)",
+                                 [m.in_features for m in linears]))
+    return list(linears)
+
+
+# ----------------------------------------------------------------------------- smoothing
+def scales(act_max: torch.Tensor, weight_max: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """s_j = max|X_j|^α / max(max|W_j|, 1e-5)^(1−α), clamped at 1e-5. act_max, weight_max: (in,)."""
+    act_max = check_absmax(act_max, "act_max", "scales")
+    weight_max = check_absmax(weight_max, "weight_max", "scales", act_max.numel())
+    alpha = check_float(alpha, "alpha", "scales", low=0, high=1)
+    w = weight_max.float().clamp(min=CLAMP)
+    return (act_max.float().pow(alpha) / w.pow(1 - alpha)).clamp(min=CLAMP)
+
+
+def weight_max(linears) -> torch.Tensor:
+    """max|W_j| (in,): the largest |W_ij| over the output rows i of every Linear in `linears`."""
+    linears = _linears(linears, "weight_max")
+    return torch.stack([m.weight.detach().abs().amax(dim=0) for m in linears]).amax(dim=0).float()
+
+
+@torch.no_grad()
+def fold_(prev: nn.Module, linears, s: torch.Tensor) -> None:
+    """In place: prev's output divided by s (a norm's weight and bias, or a Linear's rows and bias),
+    each Linear's columns multiplied by s; the composition prev → linears computes what it did."""
+    linears = _linears(linears, "fold_")
+    s = check_absmax(s, "s", "fold_", linears[0].in_features)
+    if bool((s == 0).any()):
+        raise ValueError(message("s", "fold_", "> 0 everywhere", "a zero scale"))
+    if isinstance(prev, NORMS):
+        if prev.weight is None or prev.weight.shape != s.shape:
+            raise ValueError(message("prev", "fold_", f"a norm with an affine weight of shape {tuple(s.shape)}",
+                                     type(prev).__name__))
+        params = [prev.weight, getattr(prev, "bias", None)]
+    elif isinstance(prev, nn.Linear):
+        if prev.out_features != s.numel():
+            raise ValueError(message("prev", "fold_", f"a Linear with out_features {s.numel()}", prev.out_features))
+        params = [prev.bias]
+        prev.weight.div_(s.to(prev.weight).unsqueeze(1))               # rows: out_prev = in
+    else:
+        raise TypeError(message("prev", "fold_", "an nn.LayerNorm, nn.RMSNorm or nn.Linear", type(prev).__name__))
+    for p in params:
+        if p is not None:
+            p.div_(s.to(p))
+    for m in linears:
+        m.weight.mul_(s.to(m.weight).unsqueeze(0))                     # columns j
+
+
+def fold(prev: nn.Module, linears, s: torch.Tensor):
+    """`fold_` on copies → (prev′, [linear′]); prev and linears are not changed."""
+    check_module(prev, "prev", "fold")
+    copies = [clone(m) for m in _linears(linears, "fold")]
+    prev = clone(prev)
+    fold_(prev, copies, s)
+    return prev, copies
+
+
+def smooth_(prev: nn.Module, linears, act_max: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """SmoothQuant in place: s = scales(act_max, weight_max(linears), α) folded by `fold_` → s.
+    act_max (in,): max|X_j| of the Linears' input; afterwards that input's maxima are act_max / s."""
+    s = scales(act_max, weight_max(_linears(linears, "smooth_")), alpha)
+    fold_(prev, linears, s)
+    return s
+
+
+def smooth(prev: nn.Module, linears, act_max: torch.Tensor, alpha: float = 0.5):
+    """`smooth_` on copies → (prev′, [linear′], s)."""
+    s = scales(act_max, weight_max(_linears(linears, "smooth")), alpha)
+    return (*fold(prev, linears, s), s)
