@@ -229,6 +229,26 @@ def test_metrics_from_confusion_check_accepts_the_reference_and_catches_micro_av
     assert "fails on the smallest failing input" in capsys.readouterr().out
 
 
+# ---- fixed-point multiplier (08)
+def test_fixed_point_multiplier(capsys):
+    from labkit.deploy import fixedpoint
+
+    assert run(check.fixed_point_multiplier, fixedpoint.fixed_point_multiplier, capsys)[0]
+    expect_fail(check.fixed_point_multiplier, lambda M: math.frexp(M), capsys, "not the real M₀")
+    expect_fail(check.fixed_point_multiplier, lambda M: (round(math.frexp(M)[0] * 2**31), math.frexp(M)[1]),
+                capsys, "right shift")
+
+    def unguarded(M):                                   # forgets that round(M₀ · 2³¹) can reach 2³¹
+        m0, e = math.frexp(M)
+        return math.floor(m0 * 2**31 + 0.5), -e
+
+    expect_fail(check.fixed_point_multiplier, unguarded, capsys, "no int32 holds")
+    expect_fail(check.fixed_point_multiplier, lambda M: (round(M * 2**31), 0), capsys, "normalize first")
+    ok, out = run(check.fixed_point_multiplier, not_yet, capsys)
+    assert not ok and "not implemented yet" in out
+
+
+
 # ---- budget (notebook 09's challenge)
 def _budget_model():
     torch.manual_seed(0)

@@ -36,6 +36,13 @@ def test_find_notebook_by_prefix_name_and_path(nbdir):
         cli.find_notebook("0", nbdir)
 
 
+def test_an_appendix_shares_the_number_and_sorts_after_its_notebook(nbdir):
+    make_notebook(nbdir / "01b_appendix.ipynb")
+    assert cli.find_notebook("01", nbdir).name == "01_demo.ipynb"          # the number names 01_*
+    assert cli.find_notebook("01b", nbdir).name == "01b_appendix.ipynb"
+    assert [p.stem for p in runner.notebooks(nbdir)] == ["01_demo", "01b_appendix", "02_fail"]
+
+
 def test_parameters_are_read_with_types_and_defaults(nbdir):
     spec = cli.parameters_of(nbdir / "01_demo.ipynb")
     assert {k: (v["type"], v["default"]) for k, v in spec.items()} == {
@@ -69,7 +76,8 @@ def test_run_writes_report_and_html_and_never_overwrites_without_force(nbdir, tm
     assert cli.main(["--notebooks", str(nbdir), "run", "01", "-o", str(out), "-q"]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
     assert (out / "01_demo.ipynb").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["01_demo.html", "01_demo.ipynb", "01_demo.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["01_demo.html", "01_demo.ipynb", "01_demo.json", "mathjax"]
+    assert (out / "mathjax" / "MathJax.js").is_file()        # the HTML renders its maths offline
 
 
 def test_a_failed_run_keeps_the_previous_report_and_leaves_a_readable_failed_one(nbdir, tmp_path, capsys):
@@ -85,7 +93,7 @@ def test_a_failed_run_keeps_the_previous_report_and_leaves_a_readable_failed_one
                     f"→ {out / '02_fail.failed.ipynb'}"), line
     assert (out / "02_fail.ipynb").read_text() == "previous report"
     assert sorted(p.name for p in out.iterdir()) == ["02_fail.failed.html", "02_fail.failed.ipynb",
-                                                     "02_fail.ipynb"]
+                                                     "02_fail.ipynb", "mathjax"]
     failed = nbformat.read(out / "02_fail.failed.ipynb", as_version=4)
     errors = [o for c in failed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]

@@ -10,7 +10,7 @@ def test_04_runs_with_other_parameters(run_notebook):
     nb = run_notebook("04", smoke=True, seed=1, bits=3, scheme="affine", granularity="tensor",
                       calibration="mse", budget_bits=4.0)
     text = outputs_text(nb)
-    assert "8 (bits, scheme) pairs: scale, zero point and x̂ identical to torch's" in text
+    assert "12 (bits, scheme) pairs: scale, zero point and x̂ identical to torch's" in text
     assert "QAT W3A8" in text and "toy: greedy [4, 4]" in text
 
 

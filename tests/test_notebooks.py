@@ -14,7 +14,7 @@ def code_cells(path):
     return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem[:2] for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem.split("_")[0] for p in NOTEBOOKS])
 def test_every_assert_says_which_claim_failed(path):
     bare = []
     for i, cell in enumerate(code_cells(path)):
@@ -24,7 +24,7 @@ def test_every_assert_says_which_claim_failed(path):
     assert not bare, f"{path.name}: asserts without a message naming the claim: {bare}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem[:2] for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem.split("_")[0] for p in NOTEBOOKS])
 def test_parameters_cell_has_seed_and_smoke(path):
     params = [c for c in code_cells(path) if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, f"{path.name}: one cell tagged 'parameters', found {len(params)}"

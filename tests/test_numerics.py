@@ -20,7 +20,7 @@ X86_AVX2 = platform.machine() in ("x86_64", "AMD64") and " avx2" in Path("/proc/
     if Path("/proc/cpuinfo").exists() else False
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem[:2] for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem.split("_")[0] for p in NOTEBOOKS])
 def test_every_committed_notebook_was_executed_in_the_reference_environment(path):
     recorded = nbformat.read(path, as_version=4).metadata.get("labkit", {}).get("numerics")
     assert recorded is not None, f"{path.name} records no numeric environment: execute it with tools/nb.py"

@@ -371,6 +371,47 @@ def huffman_lengths(fn) -> bool:
     return _run("huffman_lengths", fn, cases, compare, hint)
 
 
+# ------------------------------------------------------------------ 08: fixed-point requantization
+def fixed_point_multiplier(fn) -> bool:
+    """fn(M) → (M0, n): M = s_w·s_x/s_y ∈ (0, 1) as M0 · 2⁻³¹ · 2⁻ⁿ, M0 = round(M₀ · 2³¹) an int32 in
+    [2³⁰, 2³¹), M₀ ∈ [0.5, 1), n the right shift (Jacob et al. 2018 §2.2; TFLite's QuantizeMultiplier)."""
+    from ..deploy import fixedpoint
+
+    values = [0.5, 0.75, 0.25, 0.1, 0.3, 2.0 ** -20, 0.999, 1 - 2.0 ** -40]
+    gen = _gen(0)
+    values += (10 ** (-4 * torch.rand(20, generator=gen, dtype=torch.float64))).tolist()
+    values += (torch.rand(10, generator=gen, dtype=torch.float64) * 0.05 * 0.03 / (6 / 255)).tolist()
+    cases = [{"args": (v,), "size": i} for i, v in enumerate(values)]
+
+    def compare(args, got):
+        M0, n = fixedpoint.fixed_point_multiplier(args[0])
+        if (not isinstance(got, (tuple, list)) or len(got) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in got)):
+            return f"expected a pair of ints (M0, n), got {got!r}"
+        if tuple(got) != (M0, n):
+            return f"expected (M0, n) = ({M0}, {n}), got {tuple(got)}"
+        return None
+
+    def hint(args, got):
+        M = args[0]
+        try:
+            g0, gn = (float(v) for v in got)
+        except (TypeError, ValueError):
+            return "return a pair (M0, n) of Python ints."
+        if 0.5 <= g0 < 1:
+            return "M0 is the int32 round(M₀ · 2³¹), not the real M₀ ∈ [0.5, 1)."
+        if gn < 0 and M < 0.5:
+            return "n is a right shift: M = M₀ · 2⁻ⁿ, so M = 0.1 = 0.8 · 2⁻³ has n = 3."
+        if not 2 ** 30 <= g0 <= 2 ** 31:
+            return "normalize first: M = M₀ · 2⁻ⁿ with M₀ ∈ [0.5, 1) (math.frexp), then M0 = round(M₀ · 2³¹)."
+        if g0 == 2 ** 31:
+            return "round(M₀ · 2³¹) can reach 2³¹, which no int32 holds: then M0 = 2³⁰ and n is one less."
+        return "M0 = round(M₀ · 2³¹) with M₀ = M · 2ⁿ ∈ [0.5, 1); round half away from zero."
+
+    return _run("fixed_point_multiplier", fn, cases, compare, hint)
+
+
+
 # ------------------------------------------------------------------ 09: the budgeted challenge
 STORAGE = ("bits", "scheme", "granularity", "codebook", "index_bits", "huffman")
 

@@ -54,7 +54,8 @@ class RunFailed(Exception):
 
 
 def find_notebook(key: str, directory: Path = NOTEBOOKS) -> Path:
-    """'01', '01_sparsity_and_threshold_pruning', or a path → the notebook's path.
+    """'01', '01_sparsity_and_threshold_pruning', or a path → the notebook's path. A notebook's
+    number names it even when an appendix shares the prefix ('08' is 08_*, '08b' is 08b_*).
 
     A key that names no notebook raises FileNotFoundError (listing the notebooks of `directory`);
     a prefix of several, a UsageError (a ValueError)."""
@@ -66,7 +67,7 @@ def find_notebook(key: str, directory: Path = NOTEBOOKS) -> Path:
         return p
     as_name = p.name == key and p.suffix != ".ipynb" and not any(c in key for c in "*?[")
     matches = sorted(directory.glob(f"{key}*.ipynb")) if as_name and directory.is_dir() else []
-    exact = [m for m in matches if m.stem == key]
+    exact = [m for m in matches if m.stem == key] or [m for m in matches if m.stem.split("_", 1)[0] == key]
     if exact:
         return exact[0]
     if len(matches) == 1:
@@ -80,7 +81,7 @@ def find_notebook(key: str, directory: Path = NOTEBOOKS) -> Path:
 
 
 def notebooks(directory: Path = NOTEBOOKS) -> list[Path]:
-    """The numbered notebooks of `directory` (01_*.ipynb, ...), in order."""
+    """The numbered notebooks of `directory` (01_*.ipynb, ..., an appendix 08b_* after 08_*), in order."""
     directory = check_folder(directory, "directory", "notebooks")
     return sorted(p for p in directory.glob("[0-9][0-9]*_*.ipynb"))
 

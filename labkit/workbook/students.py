@@ -77,7 +77,7 @@ def generate(notebooks_dir: Path, out_dir: Path) -> dict[str, int]:
     out_dir = check_folder(out_dir, "out_dir", "generate", exists=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     made = {}
-    for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted(notebooks_dir.glob("[0-9][0-9]*_*.ipynb")):   # 08b_*: appendices too
         student, n = make_student(nbformat.read(path, as_version=4))
         nbformat.write(student, out_dir / path.name)
         made[path.stem] = n
