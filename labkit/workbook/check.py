@@ -411,7 +411,6 @@ def fixed_point_multiplier(fn) -> bool:
     return _run("fixed_point_multiplier", fn, cases, compare, hint)
 
 
-
 # ------------------------------------------------------------------ 09: the budgeted challenge
 STORAGE = ("bits", "scheme", "granularity", "codebook", "index_bits", "huffman")
 
