@@ -283,3 +283,69 @@ def test_10_checks_leave_the_global_rng_alone(name, capsys):
     state = torch.get_rng_state()
     getattr(check, name)(not_yet)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+
+# ---- budget (notebook 09's challenge)
+def _budget_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+
+
+def _budget_data():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+
+
+def test_budget_counts_the_bytes_itself_and_measures_the_accuracy(capsys):
+    from labkit import count, ptq, train
+    X, y = _budget_data()
+    m = _budget_model()
+    acc = round(train.accuracy(m, X, y) * 40) / 40                # k of n, as the check computes it
+    fp32 = 4 * (30 + 5 + 15 + 3)                                   # weights and biases by hand
+    ok, out = run(lambda f: check.budget(f, X, y, fp32, acc), lambda: (m, {}), capsys)
+    assert ok and out.startswith("✓") and f"{fp32} bytes ≤ {fp32}" in out, out
+    ok, out = run(lambda f: check.budget(f, X, y, fp32 - 1, 0.0), lambda: (m, {}), capsys)
+    assert not ok and f"{fp32} bytes > {fp32 - 1}" in out, out
+    ok, out = run(lambda f: check.budget(f, X, y, fp32, min(1.0, acc + 0.01)), lambda: (m, {}), capsys)
+    assert not ok and "accuracy" in out and "<" in out, out
+    q = ptq.quantize_weights(m, 4)                                 # on the 4-bit grid: counted as 4-bit
+    ok, out = run(lambda f: check.budget(f, X, y, 10**6, 0.0), lambda: (q, {"bits": 4}), capsys)
+    assert ok and f"{count.model_bytes(q, bits=4)} bytes" in out, out
+
+
+def test_budget_refuses_storage_the_weights_do_not_fit(capsys):
+    from labkit import ptq
+    X, y = _budget_data()
+    m = _budget_model()
+    out = expect_fail(lambda f: check.budget(f, X, y, 10**6, 0.0), lambda: (m, {"bits": 2}), capsys)
+    assert "not on one 2-bit uniform grid" in out                   # float weights claimed as 2-bit
+    km = ptq.quantize_weights(m, 3, method="kmeans")
+    out = expect_fail(lambda f: check.budget(f, X, y, 10**6, 0.0), lambda: (km, {"bits": 2, "codebook": True}), capsys)
+    assert "more than a 2-bit codebook's 4" in out
+    assert run(lambda f: check.budget(f, X, y, 10**6, 0.0), lambda: (km, {"bits": 3, "codebook": True}), capsys)[0]
+    expect_fail(lambda f: check.budget(f, X, y, 10**6, 0.0), lambda: (m, {"colour": 1}), capsys)
+    expect_fail(lambda f: check.budget(f, X, y, 10**6, 0.0), lambda: m, capsys)                  # no storage
+    expect_fail(lambda f: check.budget(f, X, y, 10**6, 0.0), lambda: (m, {"huffman": True}), capsys)
+
+
+def test_budget_huffman_equals_deep_compressions_size_table(capsys):
+    from labkit import deep_compression as dc, prune
+    X, y = _budget_data()
+    m = prune.remove_(prune.magnitude_(_budget_model(), 0.5))
+    shared = dc.share_pruned_(m, 2, seed=0)
+    expected = math.ceil(float(dc.size_table(m, shared, index_bits=3)["bits P+Q+H"].iloc[-1]) / 8)
+    ok, out = run(lambda f: check.budget(f, X, y, expected, 0.0), lambda: (m, {"huffman": True, "index_bits": 3}), capsys)
+    assert ok and f"{expected:,} bytes ≤ {expected:,}" in out, out
+
+
+def test_budget_not_implemented_and_bad_arguments(capsys):
+    X, y = _budget_data()
+    ok, out = run(lambda f: check.budget(f, X, y, 100, 0.5), not_yet, capsys)
+    assert not ok and "not implemented yet" in out
+    with pytest.raises(TypeError, match="The 'fn' parameter of check.budget must be a function"):
+        check.budget(3, X, y, 100, 0.5)
+    with pytest.raises(ValueError, match="The 'min_accuracy' parameter of check.budget"):
+        check.budget(not_yet, X, y, 100, 1.5)
+    with pytest.raises(ValueError, match="The 'max_bytes' parameter of check.budget"):
+        check.budget(not_yet, X, y, 0, 0.5)

@@ -485,3 +485,136 @@ def gptq_column(fn) -> bool:
 
     return _run("gptq_column", fn, cases,
                 lambda a, got: _same(gptq_update(*a), got, atol=1e-9), hint)
+
+
+# ------------------------------------------------------------------ 09: the budgeted challenge
+STORAGE = ("bits", "scheme", "granularity", "codebook", "index_bits", "huffman")
+
+
+def _stored_values(w: torch.Tensor, index_bits) -> torch.Tensor:
+    """The values a layer stores: every weight, or (index_bits) its non-zeros plus a 0 per filler."""
+    if index_bits is None:
+        return w.reshape(-1)
+    stored, filler = coding.relative_index(w != 0, index_bits)
+    kept = w.reshape(-1)[w.reshape(-1) != 0]
+    return torch.cat([kept, w.new_zeros(int(filler.sum()))]) if filler.any() else kept
+
+
+def _on_grid(v: torch.Tensor, levels: int) -> bool:
+    """True if the values v and 0 lie on one uniform grid k·s of at most `levels` points (a symmetric
+    or affine grid: the zero point makes 0 exact in both)."""
+    d = torch.unique(torch.cat([v.double().reshape(-1), v.new_zeros(1, dtype=torch.float64)]))
+    if len(d) <= 1:
+        return True
+    gap = float(torch.diff(d).min())
+    for m in range(1, 9):                           # the step may divide the smallest gap
+        k = (d / (gap / m)).round()
+        step = float((d * k).sum() / (k * k).sum())  # least squares: float32 rounding in the gap
+        if (d / step - k).abs().max() < 0.01:
+            return float(k.max() - k.min()) <= levels - 1
+    return False
+
+
+def _unrepresentable(model: nn.Module, storage: dict) -> str | None:
+    """Why the model's weights do not fit the declared storage, or None if they do."""
+    from ..validate import prunable_layers
+    bits, index_bits = storage.get("bits"), storage.get("index_bits")
+    if storage.get("huffman") or bits is None:
+        return None                                    # fp32 values / a codebook of the distinct values
+    for name, m in prunable_layers(model, "model", "check.budget"):
+        w = m.weight.detach()
+        if storage.get("codebook", False):
+            n = len(torch.unique(_stored_values(w, index_bits)))
+            if n > 2 ** bits:
+                return (f"layer {name} stores {n} distinct values (with the zero of any filler), "
+                        f"more than a {bits}-bit codebook's {2 ** bits}")
+            continue
+        rows = [w] if storage.get("granularity", "channel") == "tensor" else list(w.flatten(1))
+        for r, row in enumerate(rows):
+            if not _on_grid(row, 2 ** bits):
+                where = "" if len(rows) == 1 else f", channel {r}"
+                return (f"layer {name}{where}: its values are not on one {bits}-bit uniform grid "
+                        f"(quantize them first, e.g. ptq.quantize_weights)")
+    return None
+
+
+def _huffman_bytes(model: nn.Module, index_bits: int) -> int:
+    """Deep Compression's P+Q+H bytes of the model's weights as they are: per layer a codebook of
+    its distinct non-zero values (+ the zero), Huffman-coded indices and gaps."""
+    from .. import deep_compression
+    from ..validate import prunable_layers
+    shared = {}
+    for name, m in prunable_layers(model, "model", "check.budget"):
+        w = m.weight.detach()
+        values = torch.unique(w[w != 0])
+        codebook = torch.cat([values, w.new_zeros(1)])
+        idx = torch.full(w.shape, len(values), dtype=torch.int64)
+        idx[w != 0] = torch.searchsorted(values, w[w != 0])
+        shared[name] = (codebook, idx)
+    table = deep_compression.size_table(model, shared, index_bits=index_bits)
+    return math.ceil(float(table["bits P+Q+H"].iloc[-1]) / 8)
+
+
+def budget(fn, X_test, y_test, max_bytes: int, min_accuracy: float) -> bool:
+    """The budgeted challenge: fn() → (model, storage), a compressed model whose Linear / Conv
+    weights are the values it stores, and how it stores them: the keywords of `count.model_bytes`
+    (bits, scheme, granularity, codebook, index_bits), or {"huffman": True, "index_bits": b} for
+    Deep Compression's Huffman-coded format (`deep_compression.size_table`).
+
+    The check trusts no number it is given: it verifies that the weights fit the declared storage
+    (at most 2^bits codebook values, or a uniform grid of 2^bits levels per channel), counts the
+    bytes itself, measures the accuracy on (X_test, y_test) with its 95 % Wilson interval, and
+    prints both against the budget: ≤ max_bytes and accuracy ≥ min_accuracy. True if both hold.
+    """
+    from .. import count, stats, train
+    from ..validate import check_float, check_int, check_xy
+    if not callable(fn):
+        raise TypeError(message("fn", "check.budget", "a function returning (model, storage)", type(fn).__name__))
+    check_xy(X_test, y_test, "check.budget", "X_test", "y_test")
+    max_bytes = check_int(max_bytes, "max_bytes", "check.budget", low=1)
+    min_accuracy = check_float(min_accuracy, "min_accuracy", "check.budget", low=0, high=1)
+    try:
+        got = fn()
+    except NotImplementedError:
+        print("… budget: not implemented yet — build your model, then run this cell again.")
+        return False
+    if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], nn.Module) and isinstance(got[1], dict)):
+        print(f"✗ budget: return (model, storage), a module and a dict; got {type(got).__name__}")
+        return False
+    model, storage = got
+    unknown = sorted(set(storage) - set(STORAGE))
+    if unknown:
+        print(f"✗ budget: storage keys must be among {', '.join(STORAGE)}; got {unknown}")
+        return False
+    if not any(isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) for m in model.modules()):
+        print("✗ budget: the model has no Linear / Conv layers to count: return the float model whose "
+              "weights are the stored values (an int8 runtime model: its float source, bits=8)")
+        return False
+    if storage.get("huffman"):
+        if storage.get("index_bits") is None:
+            print("✗ budget: Huffman coding stores sparse layers: give index_bits as well")
+            return False
+        size = _huffman_bytes(model, storage["index_bits"])
+    else:
+        try:
+            size = count.model_bytes(model, **storage)
+        except (TypeError, ValueError) as e:
+            print(f"✗ budget: count.model_bytes does not take this storage: {e}")
+            return False
+    problem = _unrepresentable(model, storage)
+    if problem:
+        print(f"✗ budget: the weights do not fit the storage {storage}: {problem}.")
+        return False
+    correct = round(train.accuracy(model, X_test, y_test) * len(y_test))    # k of n, exact
+    acc = correct / len(y_test)
+    lo, hi = stats.wilson_interval(correct, len(y_test))
+    ok_size, ok_acc = size <= max_bytes, acc >= min_accuracy
+    mark = "✓" if ok_size and ok_acc else "✗"
+    print(f"{mark} budget: {size:,} bytes {'≤' if ok_size else '>'} {max_bytes:,} (counted by labkit for {storage}); "
+          f"accuracy {acc:.3f} [{lo:.3f}, {hi:.3f}] {'≥' if ok_acc else '<'} {min_accuracy:.3f} "
+          f"on {len(y_test):,} test images.")
+    if not ok_size:
+        print("  hint: fewer bytes — prune further, share fewer values, or entropy-code (huffman=True).")
+    elif not ok_acc:
+        print("  hint: more accuracy — fine-tune after pruning, or prune the small layers less.")
+    return ok_size and ok_acc
