@@ -151,7 +151,9 @@ def layer_bits(layer: nn.Module, bits: int | None = None, scheme: str = "symmetr
                     (+ a zero point of `bits` for "affine", `quantize.size_bytes`), or, codebook=True,
                     a k-means codebook of 2^bits float32 centroids and no scale
         sparse      index_bits=b: only the non-zeros are stored, each with a b-bit relative index
-                    (Deep Compression; gaps over 2^b cost a filler entry, `coding.relative_index`)
+                    (Deep Compression; gaps over 2^b cost a filler entry, `coding.relative_index`);
+                    with a codebook and fillers, the fillers' zero is a (2^bits + 1)-th symbol, so
+                    every stored value takes bits + 1 bits
     The one size accounting of the workbook: `model_bytes`, `mixed` and `deep_compression` use it."""
     if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         raise TypeError(message("layer", "layer_bits", "an nn.Linear or nn.Conv layer", type(layer).__name__))
@@ -160,11 +162,11 @@ def layer_bits(layer: nn.Module, bits: int | None = None, scheme: str = "symmetr
     check_bool(codebook, "codebook", "layer_bits")
     w = layer.weight.detach()
     if index_bits is None:
-        entries = w.numel()
+        entries, fillers = w.numel(), 0
         index = 0
     else:
-        stored, _ = relative_index(w != 0, check_bits(index_bits, "index_bits", "layer_bits", high=32))
-        entries = len(stored)                     # kept weights + fillers
+        stored, filler = relative_index(w != 0, check_bits(index_bits, "index_bits", "layer_bits", high=32))
+        entries, fillers = len(stored), int(filler.sum())      # kept weights + fillers
         index = entries * index_bits
     bias = 0 if layer.bias is None else 32 * layer.bias.numel()
     if bits is None:
@@ -173,7 +175,10 @@ def layer_bits(layer: nn.Module, bits: int | None = None, scheme: str = "symmetr
         return 32 * entries + index + bias
     bits = check_bits(bits, "bits", "layer_bits", high=16)
     channels = w.shape[0] if granularity == "channel" else 1
-    values = 8 * size_bytes(entries, bits, 0 if codebook else channels, scheme,
+    # a filler stores the value 0, which a codebook of 2^b centroids does not hold: 2^b + 1 symbols
+    # take b + 1 bits each (Deep Compression's P+Q column counts the same: deep_compression.size_table)
+    code_bits = bits + 1 if codebook and fillers else bits
+    values = 8 * size_bytes(entries, code_bits, 0 if codebook else channels, scheme,
                             codebook=2 ** bits if codebook else 0)
     return values + index + bias
 

@@ -72,6 +72,9 @@ def test_layer_bits_by_hand():
     assert count.layer_bits(fc, index_bits=2) == 4 * (32 + 2) + bias
     # 3-bit indices (span 8): no filler; the value stream is whole bytes (quantize.size_bytes)
     assert count.layer_bits(fc, bits=4, index_bits=3) == 8 * -(-(3 * 4 + 2 * 32) // 8) + 3 * 3 + bias
+    # a codebook with fillers: the fillers' zero is a 5th symbol for 2^2 centroids → 3-bit codes
+    assert count.layer_bits(fc, bits=2, codebook=True, index_bits=2) == 8 * -(-(4 * 3 + 4 * 32) // 8) + 4 * 2 + bias
+    assert count.layer_bits(fc, bits=2, codebook=True, index_bits=3) == 8 * -(-(3 * 2 + 4 * 32) // 8) + 3 * 3 + bias
     m = nn.Sequential(fc, nn.ReLU(), nn.Linear(2, 3))
     assert count.model_bytes(m) == (count.layer_bits(fc) + 32 * 9) // 8
     assert count.model_bytes(m, {"0": 4}) == count.layer_bits(fc, 4) // 8 + 4 * 9
