@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import activations
 from .prune import clone
 from .validate import check_bits, check_choice, check_finite, check_float, check_module, message
 
@@ -243,22 +244,12 @@ def _check_inputs(inputs, func):
 
 @torch.no_grad()
 def input_absmax(model: nn.Module, inputs) -> dict[str, torch.Tensor]:
-    """{Linear name: max|X_j| (in,)} of each Linear's input over all tokens of model(inputs)."""
+    """{Linear name: max|X_j| (in,)} of each Linear's input over all tokens of model(inputs)
+    (`activations.collect`'s max_abs, for one batch, every Linear)."""
     check_module(model, "model", "input_absmax")
     _check_inputs(inputs, "input_absmax")
-    out, hooks = {}, []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            def hook(mod, args, name=name):
-                a = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0).float()
-                out[name] = torch.maximum(out[name], a) if name in out else a
-            hooks.append(m.register_forward_pre_hook(hook))
-    try:
-        _call(model, inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    return out
+    stats = activations.collect(model, [inputs], hessian=False, dtype=torch.float32, exclude=())
+    return {name: s.max_abs.float() for name, s in stats.items()}
 
 
 @torch.no_grad()
