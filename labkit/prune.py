@@ -68,6 +68,19 @@ def magnitude_mask(w: torch.Tensor, amount: float) -> torch.Tensor:
     return smallest_masks([w.detach()], amount, absolute=True)[0]
 
 
+def global_masks(weights: list[torch.Tensor], amount: float) -> list[torch.Tensor]:
+    """Keep-masks (bool) of global magnitude pruning: the round(amount · N) smallest |w| over all N
+    weights of `weights` together are removed — one threshold for every tensor, the choice of
+    torch.nn.utils.prune.global_unstructured with L1Unstructured. `magnitude_(scope="global")`
+    applies it to a model."""
+    if not isinstance(weights, (list, tuple)) or not weights:
+        raise TypeError(message("weights", "global_masks", "a non-empty list of tensors", type(weights).__name__))
+    for w in weights:
+        check_tensor(w, "weights", "global_masks")
+    amount = check_float(amount, "amount", "global_masks", low=0, high=1, closed="left")
+    return smallest_masks([w.detach() for w in weights], amount, absolute=True)
+
+
 # ---------------------------------------------------------------- model wrappers
 def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     """Attach keep-masks {layer name: mask of the weight's shape} to a model, in place.

@@ -405,3 +405,17 @@ def test_magnitude_returns_a_pruned_copy_and_magnitude_prunes_in_place():
     assert prune.masks(out).keys() == prune.masks(ref).keys() == {"1", "3", "5"}
     assert all(torch.equal(prune.masks(out)[n], prune.masks(ref)[n]) for n in ("1", "3", "5"))
     assert prune.magnitude_(model, 0.5) is model and (prune.masks(model)["1"] == prune.masks(ref)["1"]).all()
+
+
+def test_global_masks_equal_torch_global_unstructured():
+    import torch.nn.utils.prune as tp
+    model = models.lenet300_100(seed=0)
+    layers = [(m, "weight") for m in model.modules() if isinstance(m, nn.Linear)]
+    ours = prune.global_masks([m.weight for m, _ in layers], 0.7)
+    ref = prune.clone(model)
+    tp.global_unstructured([(m, "weight") for m in ref.modules() if isinstance(m, nn.Linear)],
+                           pruning_method=tp.L1Unstructured, amount=0.7)
+    theirs = [m.weight_mask.bool() for m in ref.modules() if isinstance(m, nn.Linear)]
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    with pytest.raises(TypeError, match="'weights' parameter of global_masks"):
+        prune.global_masks(torch.ones(3), 0.5)
