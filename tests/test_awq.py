@@ -134,13 +134,67 @@ def test_quantize_model_uses_each_layers_awq_and_leaves_the_model():
     model = gpt.build(vocab_size=83, block_size=16, n_layer=2, n_head=2, n_embd=32, seed=0)
     cal = [text.calibration(torch.randint(0, 83, (2000,), generator=torch.Generator().manual_seed(0)), 8, 16)]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    q = awq.quantize_model(model, cal, bits=3, group_size=16, scheme="affine")
+    q = awq.quantize_model(model, cal, bits=3, group_size=16, scheme="affine", clip=False)
+    q_clip = awq.quantize_model(model, cal, bits=3, group_size=16, scheme="affine")     # clip=True
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     stats = activations.collect(model, cal)
+    clipped = 0
     for name in activations.linears(model):
         W, st = model.get_submodule(name).weight, stats[name]
         s, _, losses = awq.search_scale_hessian(W, st.H, st.mean_abs, 3, 16, "affine")
         assert torch.allclose(q.get_submodule(name).weight, Q.groupwise(W * s, 3, 16, "affine") / s)
         assert losses.min() <= losses[0]                                       # never worse than RTN
+        W_hat, r = awq.search_clip(W * s, st.H / torch.outer(s.double(), s.double()), 3, 16, "affine")
+        assert torch.allclose(q_clip.get_submodule(name).weight, W_hat / s)
+        clipped += int((r < 1).sum())
+    assert clipped > 0, "the clipping search shrinks some group's range on this model"
+    with pytest.raises(TypeError, match="The 'clip' parameter of quantize_model must be a bool"):
+        awq.quantize_model(model, cal, clip=1)
     with pytest.raises(ValueError, match="The 'bits' parameter of quantize_model"):
         awq.quantize_model(model, cal, bits=0)
+
+
+# ------------------------------------------------------------------ the clipping search
+@pytest.mark.parametrize("bits,g,scheme", [(3, 16, "affine"), (2, 16, "restricted"), (4, None, "symmetric"), (3, 24, "affine")])
+def test_search_clip_is_the_per_group_brute_force(bits, g, scheme):
+    """Every (row, group) gets the r of least Δ H_gg Δᵀ among 1, 0.95, …, 0.55 (brute force, one
+    group at a time; g = 24 leaves a last group of 16 of the 40 inputs)."""
+    W, X = _layer(bits, n=256, d_in=40, d_out=6)
+    H = X.double().T @ X.double()
+    W_hat, r = awq.search_clip(W, H, bits, g, scheme)
+    gs = 40 if g is None else g
+    for i in range(W.shape[0]):
+        for k, lo in enumerate(range(0, 40, gs)):
+            w, Hg = W[i, lo:lo + gs], H[lo:lo + gs, lo:lo + gs]
+            errs = []
+            for step in range(10):
+                ratio = 1 - step / 20
+                m = ratio * w.abs().max()
+                qw = Q.groupwise(w.clamp(-m, m).reshape(1, -1), bits, None, scheme).reshape(-1)
+                d = (w - qw).double()
+                errs.append((float(d @ Hg @ d), ratio, qw))
+            best = min(errs, key=lambda e: e[0])              # min keeps the first of equal errors
+            assert r[i, k].item() == pytest.approx(best[1])
+            assert torch.allclose(W_hat[i, lo:lo + gs], best[2])
+
+
+def test_search_clip_never_worse_than_rtn_and_helps_at_two_bits():
+    W, X = _layer(0)
+    H = X.double().T @ X.double()
+    rtn = Q.groupwise(W, 2, 64, "restricted")
+    W_hat, r = awq.search_clip(W, H, 2, 64, "restricted")
+    e_rtn, e_clip = awq.output_error(W, rtn, X), awq.output_error(W, W_hat, X)
+    assert e_clip < 0.9 * e_rtn and (r < 1).float().mean() > 0.5   # 2 bits: most groups clip
+    W_hat1, r1 = awq.search_clip(W, H, 2, 64, "restricted", max_shrink=0.01)   # only r = 1 on the grid
+    assert torch.equal(W_hat1, rtn) and bool((r1 == 1).all())
+
+
+def test_search_clip_rejects_bad_input():
+    W, X = _layer(0, n=16, d_in=8, d_out=4)
+    H = X.double().T @ X.double()
+    with pytest.raises(ValueError, match="The 'max_shrink' parameter of search_clip must be a float in the range"):
+        awq.search_clip(W, H, max_shrink=1.0)
+    with pytest.raises(ValueError, match="The 'H' parameter of search_clip"):
+        awq.search_clip(W, H[:4, :4])
+    with pytest.raises(TypeError, match="The 'W' parameter of search_clip"):
+        awq.search_clip(W.numpy(), H)
