@@ -3,7 +3,8 @@
     nice -n 19 .venv/bin/python benchmarks/bench_llm_weight.py [--tokens 16384] [--seeds 3]
 
   - test perplexity (first --tokens characters of the held-out plays) of fp32, RTN, GPTQ
-    (H from fp32, and sequential as the reference) and AWQ × bits {4, 3, 2} × group {64, 128},
+    (H from fp32, and sequential as the reference) and AWQ (with its clipping search, the
+    default, and without: AWQ-noclip) × bits {4, 3, 2} × group {64, 128},
     symmetric ("restricted") grid, over --seeds calibration seeds (16 × 128 characters of the
     training plays), mean ± std, and the fraction of RTN's gap to fp32 each closes, with the
     paired standard error of RTN's gap (the same windows for every model);
@@ -62,13 +63,14 @@ def main():
             se = ((w - base).std() / math.sqrt(len(w))).item()
             print(f"{b:4d} {g:5d} RTN      {rtn:8.4f}                 (gap {rtn - fp:+.4f}, "
                   f"{(math.log(rtn) - math.log(fp)) / se:+.1f} se)")
-            methods = {"GPTQ": [], "AWQ": []} | ({"GPTQ-seq": []} if a.sequential else {})
+            methods = {"GPTQ": [], "AWQ": [], "AWQ-noclip": []} | ({"GPTQ-seq": []} if a.sequential else {})
             for s in range(a.seeds):
                 cal = [text.calibration(train, 16, 128, seed=s)]
                 t = time.perf_counter()
                 methods["GPTQ"].append(gptq.quantize_model(model, cal, b, g, "restricted"))
                 t_gptq.append(time.perf_counter() - t)
                 methods["AWQ"].append(awq.quantize_model(model, cal, b, g, "restricted"))
+                methods["AWQ-noclip"].append(awq.quantize_model(model, cal, b, g, "restricted", clip=False))
                 if a.sequential:
                     methods["GPTQ-seq"].append(gptq.quantize_model(model, cal, b, g, "restricted", sequential=True))
             for name, qs in methods.items():
