@@ -104,3 +104,71 @@ def smooth(prev: nn.Module, linears, act_max: torch.Tensor, alpha: float = 0.5):
     """`smooth_` on copies → (prev′, [linear′], s)."""
     s = scales(act_max, weight_max(_linears(linears, "smooth")), alpha)
     return (*fold(prev, linears, s), s)
+
+
+# ----------------------------------------------------------------------------- whole models
+class Smoothed(nn.Module):
+    """y = linear′(x / s), linear′ = linear with W diag(s): the smoothing kept as an explicit per-channel
+    multiply (x · s⁻¹) where no producer can absorb it, e.g. a post-LN BERT, whose LayerNorm output is
+    also the residual stream, or a GELU. A runtime folds s⁻¹ into the activation's quantize step."""
+
+    def __init__(self, linear: nn.Linear, s: torch.Tensor):
+        super().__init__()
+        self.linear = clone(_linears(linear, "Smoothed")[0])
+        s = check_absmax(s, "s", "Smoothed", linear.in_features)
+        with torch.no_grad():
+            self.linear.weight.mul_(s.to(self.linear.weight).unsqueeze(0))
+        self.register_buffer("inv_s", 1.0 / s.float().clamp(min=CLAMP))
+
+    def forward(self, x):
+        return self.linear(x * self.inv_s)
+
+
+def groups(model: nn.Module) -> list[tuple[str | None, list[str]]]:
+    """[(producer name or None, [names of the Linears reading one X])] of a labkit GPT (pre-LN:
+    ln_1 → c_attn and ln_2 → c_fc are folded; the attention and MLP output projections are not)
+    or a MiniLM / BERT (post-LN: every LayerNorm output is also the residual, so nothing folds)."""
+    check_module(model, "model", "groups")
+    names = {n for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    out = []
+    for n, m in model.named_modules():
+        if n.endswith("attn.c_attn") and n.replace("attn.c_attn", "ln_1") in dict(model.named_modules()):
+            b = n[: -len("attn.c_attn")]
+            out += [(b + "ln_1", [n]), (None, [b + "attn.c_proj"]), (b + "ln_2", [b + "mlp.c_fc"]),
+                    (None, [b + "mlp.c_proj"])]
+        elif n.endswith("attention.self.query"):
+            b = n[: -len("attention.self.query")]
+            out += [(None, [b + f"attention.self.{p}" for p in ("query", "key", "value")]),
+                    (None, [b + "attention.output.dense"]), (None, [b + "intermediate.dense"]),
+                    (None, [b + "output.dense"])]
+    if not out or not all(set(ls) <= names for _, ls in out):
+        raise ValueError(message("model", "groups", "a labkit GPT or a MiniLM / BERT (Linears named as in "
+                                 "labkit.gpt or transformers' BertModel)", type(model).__name__))
+    return out
+
+
+def smooth_model(model: nn.Module, act_max: dict, alpha: float = 0.5, fold_norms: bool = True) -> nn.Module:
+    """A copy of `model` smoothed with one α: every group of `groups(model)` gets s from
+    act_max {Linear name: max|X_j| (in,)} (`w8a8.input_absmax`) and max|W_j| of the group; s is folded
+    into the producing LayerNorm where there is one (fold_norms), else each Linear becomes a
+    `Smoothed` (its name gains '.linear'). The fp32 outputs are unchanged up to rounding."""
+    check_module(model, "model", "smooth_model")
+    alpha = check_float(alpha, "alpha", "smooth_model", low=0, high=1)
+    if not isinstance(act_max, dict):
+        raise TypeError(message("act_max", "smooth_model", "a dict {Linear name: max|X_j| (in,)}",
+                                type(act_max).__name__))
+    plan = groups(model)
+    missing = [ls[0] for _, ls in plan if ls[0] not in act_max]
+    if missing:
+        raise ValueError(message("act_max", "smooth_model", "an entry for every Linear group", missing[:3]))
+    model = clone(model)
+    for prev, names in plan:
+        linears = [model.get_submodule(n) for n in names]
+        s = scales(act_max[names[0]], weight_max(linears), alpha)
+        if prev is not None and fold_norms:
+            fold_(model.get_submodule(prev), linears, s)
+            continue
+        for n, lin in zip(names, linears):
+            parent, _, child = n.rpartition(".")
+            setattr(model.get_submodule(parent), child, Smoothed(lin, s))
+    return model

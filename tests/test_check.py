@@ -285,6 +285,34 @@ def test_10_checks_leave_the_global_rng_alone(name, capsys):
     assert torch.equal(torch.get_rng_state(), state)
 
 
+# ---- 11: SmoothQuant's scale and folding
+def test_smoothquant_fold(capsys):
+    from labkit import smoothquant
+
+    assert run(check.smoothquant_fold, check.smooth_fold, capsys)[0]
+
+    def times_s(g, b, W, a, al):
+        s = smoothquant.scales(a, W.abs().amax(0), al)
+        return g * s, b * s, W / s
+
+    def swapped(g, b, W, a, al):
+        s = smoothquant.scales(a, W.abs().amax(0), 1 - al)
+        return g / s, b / s, W * s
+
+    expect_fail(check.smoothquant_fold, times_s, capsys, hint="γ / s")
+    expect_fail(check.smoothquant_fold, swapped, capsys, hint="α is the activations' exponent")
+    assert not check.smoothquant_fold(not_yet)
+
+
+def test_smooth_fold_by_hand_keeps_the_product():
+    g, b = torch.ones(2), torch.tensor([1.0, -2.0])
+    W = torch.tensor([[1.0, 4.0]])
+    g2, b2, W2 = check.smooth_fold(g, b, W, torch.tensor([4.0, 1.0]), 0.5)
+    # s = √4/√1 = 2, √1/√4 = 0.5
+    assert g2.tolist() == [0.5, 2.0] and b2.tolist() == [0.5, -4.0] and W2.tolist() == [[2.0, 2.0]]
+    x = torch.tensor([[3.0, 5.0]])
+    torch.testing.assert_close((x * g2 + b2) @ W2.T, (x * g + b) @ W.T)
+
 
 # ---- budget (notebook 09's challenge)
 def _budget_model():

@@ -144,3 +144,73 @@ def test_bad_arguments_are_named():
         sq.fold_(nn.LayerNorm(3, elementwise_affine=False), nn.Linear(3, 2), torch.ones(3))
     with pytest.raises(ValueError, match="'linears' parameter of smooth_"):
         sq.smooth_(nn.LayerNorm(3), [nn.Linear(3, 2), nn.Linear(4, 2)], torch.ones(3))
+
+
+# ---- whole models: smooth_model on the labkit GPT (LN folded) and a small BERT (explicit scales)
+def _tiny_bert():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=16)
+    bert = BertModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():                              # outlier channels, as MiniLM has
+        for layer in bert.encoder.layer:
+            layer.attention.output.LayerNorm.weight[[3, 7]] = 25.0
+            layer.output.LayerNorm.weight[5] = 30.0
+    return bert
+
+
+def test_smooth_model_leaves_the_fp32_gpt_unchanged_and_folds_into_its_layernorms():
+    from labkit import gpt, text
+
+    torch.manual_seed(0)
+    model = gpt.build(n_layer=2, n_embd=48, n_head=4, block_size=16).eval()
+    ids = text.calibration(text.encode("To be, or not to be, that is the question. " * 4), 4, 16, seed=0)
+    act = w8a8.input_absmax(model, ids)
+    sm = sq.smooth_model(model, act, alpha=0.5)
+    with torch.no_grad():
+        torch.testing.assert_close(sm(ids), model(ids), rtol=0, atol=1e-5)
+    assert isinstance(sm.h[0].attn.c_attn, nn.Linear)                  # folded into ln_1
+    assert not torch.equal(sm.h[0].ln_1.weight, model.h[0].ln_1.weight)
+    assert isinstance(sm.h[0].mlp.c_proj, sq.Smoothed)                 # after GELU: explicit
+    s = sq.scales(act["h.0.attn.c_attn"], sq.weight_max(model.h[0].attn.c_attn), 0.5)
+    torch.testing.assert_close(sm.h[0].ln_1.weight, model.h[0].ln_1.weight / s)
+    plain = sq.smooth_model(model, act, alpha=0.5, fold_norms=False)
+    assert isinstance(plain.h[0].attn.c_attn, sq.Smoothed)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(ids), model(ids), rtol=0, atol=1e-5)
+
+
+def test_smooth_model_on_a_post_ln_bert_is_exact_and_cuts_static_w8a8_error():
+    bert = _tiny_bert()
+    ids = torch.randint(0, 50, (4, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    act = w8a8.input_absmax(bert, batch)
+    groups = sq.groups(bert)
+    assert groups[0] == (None, ["encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.key",
+                                "encoder.layer.0.attention.self.value"]) and len(groups) == 8
+    sm = sq.smooth_model(bert, act, alpha=0.5)
+    with torch.no_grad():
+        ref = bert(**batch).last_hidden_state
+        torch.testing.assert_close(sm(**batch).last_hidden_state, ref, rtol=0, atol=1e-5)
+        naive = w8a8.w8a8(bert, "channel", "static", act)
+        smooth = w8a8.w8a8(sm, "channel", "static", w8a8.input_absmax(sm, batch))
+        e_naive = ((naive(**batch).last_hidden_state - ref) ** 2).mean()
+        e_smooth = ((smooth(**batch).last_hidden_state - ref) ** 2).mean()
+    assert e_smooth < e_naive, (float(e_smooth), float(e_naive))
+    q = sm.get_submodule("encoder.layer.0.attention.self.query")
+    assert isinstance(q, sq.Smoothed)
+    torch.testing.assert_close(q.inv_s, 1 / sq.scales(act["encoder.layer.0.attention.self.query"],
+                                                      sq.weight_max([bert.get_submodule(f"encoder.layer.0.attention.self.{p}")
+                                                                     for p in ("query", "key", "value")]), 0.5))
+
+
+def test_smooth_model_rejects_unknown_models_and_missing_maxima():
+    with pytest.raises(ValueError, match="The 'model' parameter of groups must be a labkit GPT or a MiniLM"):
+        sq.smooth_model(nn.Sequential(nn.Linear(4, 4)), {"0": torch.ones(4)})
+    with pytest.raises(ValueError, match="The 'act_max' parameter of smooth_model"):
+        sq.smooth_model(_tiny_bert(), {})
+    with pytest.raises(ValueError, match="The 'alpha' parameter of smooth_model"):
+        sq.smooth_model(_tiny_bert(), {}, alpha=1.5)

@@ -7,6 +7,7 @@
     xnnpack    XNNPACK's int8 arithmetic emulated bit for bit
     fixedpoint the requantization multiplier as a fixed-point M0·2⁻ⁿ (Jacob et al. 2018), gemmlowp's integer steps
     mobile     export to ExecuTorch (.pte) or ONNX Runtime (.onnx), load, benchmark
+    int8_text  MiniLM on real int8 GEMMs: ONNX Runtime dynamic int8, torchao int8, throughput
 
     from labkit.deploy import mobile, pt2e
 

@@ -618,3 +618,63 @@ def budget(fn, X_test, y_test, max_bytes: int, min_accuracy: float) -> bool:
     elif not ok_acc:
         print("  hint: more accuracy — fine-tune after pruning, or prune the small layers less.")
     return ok_size and ok_acc
+
+
+# ------------------------------------------------------------------ 11: SmoothQuant's scale and its folding
+def smooth_fold(gamma: torch.Tensor, beta: torch.Tensor, W: torch.Tensor, act_max: torch.Tensor,
+                alpha: float):
+    """The reference of `smoothquant_fold`: s_j = max|X_j|^α / max_i|W_ij|^(1−α) (labkit.smoothquant.scales,
+    its 1e-5 clamps), folded: (γ / s, β / s, W diag(s)). gamma, beta, act_max (in,), W (out, in)."""
+    from .. import smoothquant
+
+    if not all(isinstance(t, torch.Tensor) for t in (gamma, beta, W, act_max)):
+        raise TypeError(message("gamma", "smooth_fold", "tensors gamma, beta, act_max (in,) and W (out, in)",
+                                type(gamma).__name__))
+    if W.ndim != 2 or not (gamma.shape == beta.shape == act_max.shape == (W.shape[1],)):
+        raise ValueError(message("W", "smooth_fold", "(out, in) with gamma, beta, act_max of shape (in,)",
+                                 f"W {tuple(W.shape)}, gamma {tuple(gamma.shape)}"))
+    s = smoothquant.scales(act_max, W.abs().amax(0), alpha)
+    return gamma / s, beta / s, W * s
+
+
+def smoothquant_fold(fn) -> bool:
+    """fn(gamma, beta, W, act_max, alpha) → (gamma′, beta′, W′): the SmoothQuant scale
+    s_j = max|X_j|^α / max_i|W_ij|^(1−α) folded into the LayerNorm (γ/s, β/s) and the Linear's
+    columns (W diag(s)), so that LN′ → Linear′ computes what LN → Linear did."""
+    cases = [{"args": (torch.ones(2), torch.zeros(2), torch.tensor([[1.0, 4.0]]), torch.tensor([4.0, 1.0]), 0.5),
+              "size": 2}]
+    for i in range(10):
+        g = _gen(i)
+        d = 3 + 2 * i
+        act = torch.rand(d, generator=g) * 3 + 0.1
+        act[i % d] *= 40                                           # an outlier channel
+        cases.append({"args": (torch.rand(d, generator=g) + 0.5, torch.randn(d, generator=g),
+                               torch.randn(2 + i, d, generator=g), act, (0.0, 0.25, 0.5, 0.75, 0.85, 1.0)[i % 6]),
+                      "size": d * (3 + i)})
+
+    def compare(args, got):
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            return f"expected a tuple (gamma′, beta′, W′), got {_fmt(got)}"
+        for what, r, o in zip(("gamma′", "beta′", "W′"), smooth_fold(*args), got):
+            problem = _same(r, o, atol=1e-5 * max(1.0, float(r.abs().max())))
+            if problem:
+                return f"{what}: {problem}"
+        return None
+
+    def hint(args, got):
+        gamma, beta, W, act, a = args
+        s = torch.clamp(act ** a / W.abs().amax(0).clamp(min=1e-5) ** (1 - a), min=1e-5)
+        if isinstance(got, (tuple, list)) and len(got) == 3 and isinstance(got[0], torch.Tensor) \
+                and got[0].shape == gamma.shape:
+            if torch.allclose(got[0], gamma * s, rtol=1e-4):
+                return "the LayerNorm's output must shrink by s (γ / s), the weights' columns grow (W · s)."
+            s2 = torch.clamp(act ** (1 - a) / W.abs().amax(0).clamp(min=1e-5) ** a, min=1e-5)
+            if torch.allclose(got[0], gamma / s2, rtol=1e-4):
+                return "α is the activations' exponent: s = max|X|^α / max|W|^(1−α)."
+            if torch.allclose(got[0], gamma / torch.clamp(act ** a / W.abs().amax(1).max() ** (1 - a), min=1e-5),
+                              rtol=1e-4):
+                return "max|W_j| is per input channel j: the max over the rows, W.abs().amax(dim=0)."
+        return ("s = (act_max ** α / W.abs().amax(0).clamp(min=1e-5) ** (1 − α)).clamp(min=1e-5); "
+                "return gamma / s, beta / s, W * s (s broadcast over W's rows).")
+
+    return _run("smoothquant_fold", fn, cases, compare, hint)
