@@ -1,5 +1,5 @@
-"""Notebook 11 under papermill: a smoke run with other parameters, the run without STS-B (the shipped
-sample and a visible message), and a bad parameter."""
+"""Notebook 11 under papermill: one smoke run with other parameters and without STS-B (the shipped
+sample and a visible message; the nbval run covers the STS-B subset), and a bad parameter."""
 import papermill
 import pytest
 
@@ -7,20 +7,14 @@ from conftest import outputs_text
 
 
 @pytest.mark.notebook
-def test_11_runs_with_other_parameters(run_notebook):
-    nb = run_notebook("11", smoke=True, seed=1, alpha=0.75, n_pairs=30)
+def test_11_runs_with_other_parameters_and_without_sts_b(run_notebook, tmp_path):
+    nb = run_notebook("11", smoke=True, seed=1, alpha=0.75, n_pairs=30,
+                      sts_path=str(tmp_path / "no-such" / "sts-test.csv"))
     text = outputs_text(nb)
     assert "✓ smoothquant_fold: all" in text and "α chosen on calibration sentences" in text
-    assert "STS-B: 30 of 1379 pairs" in text or "the shipped sample" in text
-    assert "α = 0.75: held-out embedding" in text and "MatMulInteger" in text
-
-
-@pytest.mark.notebook
-def test_11_without_sts_b_says_so_and_completes(run_notebook, tmp_path):
-    nb = run_notebook("11", smoke=True, sts_path=str(tmp_path / "no-such" / "sts-test.csv"))
-    text = outputs_text(nb)
     assert "STS-B not found" in text and "running on labkit's shipped 14-pair sample" in text
     assert "STS-B: 14 of 14 pairs (the shipped sample)" in text and "notebook run time" in text
+    assert "α = 0.75: held-out embedding" in text and "MatMulInteger" in text
 
 
 @pytest.mark.notebook
