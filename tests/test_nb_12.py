@@ -10,7 +10,7 @@ def test_12_runs_with_other_parameters(run_notebook):
     nb = run_notebook("12", smoke=True, seed=1, sparsity=0.3, criterion="sparsegpt")
     text = outputs_text(nb)
     assert "✓ nm_mask: all" in text and "seeds [1]" in text
-    assert "SparseGPT 50 % + 4-bit" in text and "still 2:4" in text
+    assert "SparseGPT 50 % + 4-bit" in text and "masks kept" in text and "dense (control)" in text
     assert "MiniLM STS-B Spearman" in text and "CUDA" in text
     assert "sparsegpt at 30% unstructured" in text
 
