@@ -377,3 +377,19 @@ def test_budget_not_implemented_and_bad_arguments(capsys):
         check.budget(not_yet, X, y, 100, 1.5)
     with pytest.raises(ValueError, match="The 'max_bytes' parameter of check.budget"):
         check.budget(not_yet, X, y, 0, 0.5)
+
+
+# ---- 12: N:M mask
+def test_nm_mask(capsys):
+    from labkit import llm_prune
+
+    def by_topk(s, n, m):                           # a different tie-break from labkit's is fine
+        g = s.reshape(*s.shape[:-1], -1, m)
+        return torch.zeros_like(g, dtype=torch.bool).scatter_(-1, g.topk(n, -1).indices, True).reshape(s.shape)
+
+    assert run(check.nm_mask, llm_prune.nm_mask, capsys)[0]
+    assert run(check.nm_mask, by_topk, capsys)[0]
+    expect_fail(check.nm_mask, lambda s, n, m: llm_prune.nm_mask(-s, n, m), capsys, hint="keeps the smallest")
+    expect_fail(check.nm_mask, lambda s, n, m: llm_prune.unstructured_mask(s, 1 - n / m, "row"), capsys,
+                hint="largest of each row")
+    assert not check.nm_mask(not_yet)

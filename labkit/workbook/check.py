@@ -678,3 +678,44 @@ def smoothquant_fold(fn) -> bool:
                 "return gamma / s, beta / s, W * s (s broadcast over W's rows).")
 
     return _run("smoothquant_fold", fn, cases, compare, hint)
+
+
+# ------------------------------------------------------------------ 12: an N:M mask
+def nm_mask(fn) -> bool:
+    """fn(scores, n, m) → bool keep-mask of scores' shape keeping the n largest of every m
+    consecutive scores along the last (input) dimension (NVIDIA's 2:4 for n, m = 2, 4). Ties may be
+    broken either way: a group passes when it keeps exactly n entries whose scores sum to the n largest."""
+    from .. import llm_prune
+
+    cases = [{"args": (torch.tensor([[0.1, 3.0, 2.0, 0.5]]), 2, 4), "size": 4},
+             {"args": (torch.tensor([[4.0, 1.0, 2.0, 3.0, 0.0, 0.5, 9.0, 8.0]]), 2, 4), "size": 8},
+             {"args": (torch.tensor([[1.0, 5.0, 2.0, 7.0, 3.0, 0.0, 6.0, 4.0]]), 4, 8), "size": 8}]
+    for i in range(10):
+        n, m = ((2, 4), (4, 8), (1, 4), (2, 8), (3, 4))[i % 5]
+        s = torch.rand(1 + i, m * (1 + i % 4), generator=_gen(i))
+        cases.append({"args": (s, n, m), "size": s.numel()})
+
+    def compare(args, got):
+        scores, n, m = args
+        if not isinstance(got, torch.Tensor) or got.shape != scores.shape:
+            return f"expected a bool tensor of shape {tuple(scores.shape)}, got {_fmt(got)}"
+        keep = got.bool().reshape(*scores.shape[:-1], -1, m)
+        groups = scores.reshape(*scores.shape[:-1], -1, m)
+        if not (keep.sum(-1) == n).all():
+            return f"every group of {m} must keep exactly {n}: kept {keep.sum(-1).flatten().tolist()}"
+        ref = llm_prune.nm_mask(scores, n, m).reshape(groups.shape)
+        if not torch.allclose((groups * keep).sum(-1), (groups * ref).sum(-1)):
+            return f"expected {_fmt(ref.reshape(scores.shape))}\n  got      {_fmt(got.bool())}"
+        return None
+
+    def hint(args, got):
+        scores, n, m = args
+        if isinstance(got, torch.Tensor) and got.shape == scores.shape:
+            if torch.equal(got.bool(), llm_prune.nm_mask(-scores, n, m)):
+                return "that keeps the smallest; keep the n LARGEST scores of each group."
+            if torch.equal(got.bool(), llm_prune.unstructured_mask(scores, 1 - n / m, "row")):
+                return "that keeps the largest of each row; the groups are m consecutive entries."
+        return ("reshape to (..., in / m, m), take topk(n, dim=-1).indices, scatter True into a zero "
+                "mask of that shape, reshape back.")
+
+    return _run("nm_mask", fn, cases, compare, hint)
