@@ -39,11 +39,15 @@ from ..count import time_calls, timing
 from ..prune import clone
 from ._fx import need as _need
 from .pt2e import INSTALL, METHODS, check_calibration, quantize_pt2e, quiet_pytree, xnnpack_config  # noqa: F401
+from . import qat
 from .xnnpack import Emulated
 
 RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
 KERNELS = ("U8S8", "U8U8")          # ONNX Runtime's int8 kernels: activations uint8 × weights int8 / uint8
 VNNI = ("avx512_vnni", "avx_vnni")  # x86 flags (Linux names) of VPDPBUSD: uint8 × int8 → int32, no saturation
+# the best int8 recipe measured per runtime (benchmarks/bench_mobile_int8.py): what export(quantize="int8") does
+DEFAULTS = {"executorch": dict(method="percentile", bias_correction=True, adaround=False, finetune=False),
+            "onnxruntime": dict(method="percentile", bias_correction=False, adaround=False, finetune=False)}
 _X86 = ("x86_64", "amd64", "x64", "i386", "i686", "x86")
 _ARM64 = ("aarch64", "arm64", "armv8l", "armv8b", "aarch64_be")
 
@@ -117,14 +121,17 @@ def _runtime_of(path, func: str) -> tuple[Path, str]:
 
 
 def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | None = None,
-           calibration=None, method: str = "minmax", bias_correction: bool = False,
-           adaround: bool = False, kernels: str | None = None) -> Path:
+           calibration=None, method: str | None = None, bias_correction: bool | None = None,
+           adaround: bool | None = None, kernels: str | None = None, finetune: bool | None = None) -> Path:
     """Write `model` as an on-device program for inputs shaped like `example_input` and return
     its path. The suffix picks the runtime: `.pte` → ExecuTorch with the XNNPACK delegate,
     `.onnx` → ONNX Runtime. quantize="int8" quantizes first (needs `calibration`, a list of
     input batches): PT2E + XNNPACK quantizer for .pte (`method` as in `quantize_pt2e`); ONNX
     Runtime's static QDQ quantizer, per-channel weights, for .onnx ("minmax" or "percentile").
-    `bias_correction` and `adaround` (.pte only): see `labkit.pt2e`.
+    `bias_correction` and `adaround` (.pte only): see `labkit.pt2e`. Each of `method`,
+    `bias_correction`, `adaround` left None takes `DEFAULTS[runtime]`'s value: DEFAULTS_NOTE.
+    `finetune` (.pte only, not with `adaround`): label-free quantization-aware fine-tuning on the
+    calibration images first (`labkit.qat.finetune`, its defaults).
     `kernels` (.onnx int8 only): "U8S8" (int8 weights) or "U8U8" (uint8 weights); None picks them for
     this CPU (`int8_kernels(*cpu_features())`); `onnx_kernels(path)` reads them back.
     `model` may also be the GraphModule `quantize_pt2e` returns, or `xnnpack.emulate`'s module of
@@ -134,14 +141,21 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
         model = model.quantized
     path, runtime = _runtime_of(path, "export")
     check_tensor(example_input, "example_input", "export")
+    default = DEFAULTS[runtime]
+    method = default["method"] if method is None else method
+    bias_correction = default["bias_correction"] and quantize is not None if bias_correction is None else bias_correction
+    adaround = default["adaround"] and quantize is not None if adaround is None else adaround
+    finetune = default["finetune"] and quantize is not None if finetune is None else finetune
     if quantize is not None:
         check_choice(quantize, "quantize", "export", ("int8",))
         calibration = check_calibration(calibration, example_input, "export")
         check_choice(method, "method", "export", METHODS if runtime == "executorch" else METHODS[:2])
-    for name, flag in (("bias_correction", bias_correction), ("adaround", adaround)):
+    for name, flag in (("bias_correction", bias_correction), ("adaround", adaround), ("finetune", finetune)):
         check_bool(flag, name, "export")
         if flag and (runtime != "executorch" or quantize is None):
             raise ValueError(message(name, "export", "False unless quantize='int8' for a .pte", flag))
+    if finetune and adaround:
+        raise ValueError(message("finetune", "export", "False when adaround=True (one or the other)", finetune))
     if kernels is not None:
         check_choice(kernels, "kernels", "export", KERNELS)
         if runtime != "onnxruntime" or quantize is None:
@@ -156,6 +170,8 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
     from executorch.exir import to_edge_transform_and_lower
 
     if quantize == "int8":
+        if finetune:
+            model = qat.finetune(model, example_input, calibration, method)
         model = quantize_pt2e(model, example_input, calibration, method, bias_correction=bias_correction,
                               adaround=adaround)
     elif isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule):
