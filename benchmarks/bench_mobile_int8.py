@@ -7,8 +7,9 @@ The photos (`imagenet-val-1300`: ILSVRC2012 validation images with labels, not s
 README) are split once by a seeded permutation: the first `train` may be used for calibration
 (the first `calibrate` of them) or label-free fine-tuning; the others are held out and every figure
 below is measured on them only. Per int8 variant (`mobile.export(..., quantize="int8", ...)`) and
-runtime it prints: top-1 (fp32 and int8), top-1 drop with its paired standard error, top-1 agreement
-with fp32, each fraction with its 95 % Wilson interval (`labkit.stats.wilson_interval`), export
+runtime (each variant names every setting; the "train photos" variants calibrate and fine-tune
+on all `train` photos, the others on the first `calibrate`) it prints: top-1 (fp32 and int8), top-1
+drop with its paired standard error, top-1 agreement with fp32, each fraction with its 95 % Wilson interval (`labkit.stats.wilson_interval`), export
 time (quantization + lowering, s), and the one-thread latency of int8 / fp32 in the same runtime,
 timed round-robin (every program once per round, `--runs` rounds after warm-up) so that the load
 of the machine hits all alike. Top-1 is PyTorch eager fp32's for "fp32" (the fp32 programs agree
@@ -45,6 +46,10 @@ VARIANTS = {
     "percentile + bias correction": (dict(method="percentile", bias_correction=True), ("executorch",)),
     "percentile + AdaRound + bias correction": (dict(method="percentile", adaround=True, bias_correction=True),
                                                 ("executorch",)),
+    "percentile + fine-tuning (train photos)": (dict(method="percentile", finetune=True, photos="train"),
+                                                ("executorch",)),
+    "percentile + bias correction (train photos)": (dict(method="percentile", bias_correction=True, photos="train"),
+                                                    ("executorch",)),
     "percentile (U8U8 kernels)": (dict(method="percentile", kernels="U8U8"), ("onnxruntime",)),
     "percentile (U8S8 kernels)": (dict(method="percentile", kernels="U8S8"), ("onnxruntime",)),
 }
@@ -121,6 +126,8 @@ def main() -> None:
           f"{len(held)} (sha256 {digest(held)}, e.g. {held[0].name})", flush=True)
     X = images.load_images(held)
     calib = list(images.load_images(calib_files).split(32))
+    needs_train = any(VARIANTS[v][0].get("photos") == "train" for v in names)
+    train_batches = list(images.load_images(train).split(32)) if needs_train else None
     model = mb.mobilenet_v2(pretrained=True).eval()
     with torch.no_grad():
         ref = torch.cat([model(b) for b in X.split(64)])
@@ -143,9 +150,11 @@ def main() -> None:
         for rt in runtimes:
             if rt not in where:
                 continue
+            kw = dict(kw)
+            photos = train_batches if kw.pop("photos", None) == "train" else calib
             t = time.perf_counter()
             path = mobile.export(model, work / f"{len(rows)}{SUFFIX[rt]}", example, quantize="int8",
-                                 calibration=calib, **kw)
+                                 calibration=photos, **{"adaround": False, "bias_correction": False, **kw})
             seconds = time.perf_counter() - t
             f = mobile.load(path, threads=1)
             pred = mobile.predict(f, X).argmax(1)

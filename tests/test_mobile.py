@@ -46,14 +46,16 @@ def data(n, seed):
 def int8_pte(tmp_path_factory):
     model, calib = tiny(), [data(16, 1), data(16, 2)]
     path = mobile.export(model, tmp_path_factory.mktemp("et") / "tiny_int8.pte", data(1, 0),
-                         quantize="int8", calibration=calib, method="percentile")
+                         quantize="int8", calibration=calib)          # the default recipe
     return model, calib, path
 
 
 def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
     model, calib, path = int8_pte
     assert path.suffix == ".pte" and path.stat().st_size > 0
-    q = mobile.quantize_pt2e(model, data(1, 0), calib, method="percentile")
+    r = mobile.recipe(model, path)
+    assert r == dict(mobile.DEFAULTS["executorch"], adaround=False)   # Tiny is no Sequential: no AdaRound
+    q = mobile.quantize_pt2e(model, data(1, 0), calib, method=r["method"], bias_correction=r["bias_correction"])
     run = mobile.load(path)
     X = data(40, 3)
     with torch.no_grad():
@@ -68,6 +70,18 @@ def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
     assert (out - ref).abs().max() <= 4 * s                      # a few int8 levels apart
     assert (out - fp32).abs().max() < 0.1 * fp32.abs().max()    # and close to fp32
     assert not isinstance(model, torch.fx.GraphModule)          # the model was not modified
+
+
+def test_recipe_is_the_best_measured_default_where_it_applies():
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6())
+    assert mobile.recipe(seq, "m.pte") == mobile.DEFAULTS["executorch"]
+    assert mobile.DEFAULTS["executorch"]["adaround"] and mobile.DEFAULTS["executorch"]["method"] == "percentile"
+    assert mobile.recipe(tiny(), "m.pte")["adaround"] is False          # AdaRound needs an nn.Sequential
+    assert mobile.recipe(tiny(), "m.pte", adaround=True)["adaround"] is True
+    assert mobile.recipe(seq, "m.onnx") == mobile.DEFAULTS["onnxruntime"]
+    assert mobile.DEFAULTS["onnxruntime"]["method"] == "percentile"
+    assert mobile.recipe(seq, "m.pte", method="minmax", bias_correction=True) == dict(
+        mobile.DEFAULTS["executorch"], method="minmax", bias_correction=True)
 
 
 def test_benchmark_figures(int8_pte):
