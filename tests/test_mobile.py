@@ -75,9 +75,10 @@ def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
 def test_recipe_is_the_best_measured_default_where_it_applies():
     seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6())
     assert mobile.recipe(seq, "m.pte") == mobile.DEFAULTS["executorch"]
-    assert mobile.DEFAULTS["executorch"]["adaround"] and mobile.DEFAULTS["executorch"]["method"] == "percentile"
+    assert mobile.DEFAULTS["executorch"] == dict(method="percentile", adaround=True, bias_correction=True, finetune=False)
     assert mobile.recipe(tiny(), "m.pte")["adaround"] is False          # AdaRound needs an nn.Sequential
     assert mobile.recipe(tiny(), "m.pte", adaround=True)["adaround"] is True
+    assert mobile.recipe(seq, "m.pte", finetune=True)["adaround"] is False  # fine-tuning replaces AdaRound
     assert mobile.recipe(seq, "m.onnx") == mobile.DEFAULTS["onnxruntime"]
     assert mobile.DEFAULTS["onnxruntime"]["method"] == "percentile"
     assert mobile.recipe(seq, "m.pte", method="minmax", bias_correction=True) == dict(

@@ -46,7 +46,7 @@ RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
 KERNELS = ("U8S8", "U8U8")          # ONNX Runtime's int8 kernels: activations uint8 × weights int8 / uint8
 VNNI = ("avx512_vnni", "avx_vnni")  # x86 flags (Linux names) of VPDPBUSD: uint8 × int8 → int32, no saturation
 # the best int8 recipe measured per runtime (benchmarks/bench_mobile_int8.py): what export(quantize="int8") does
-DEFAULTS = {"executorch": dict(method="percentile", bias_correction=False, adaround=True, finetune=False),
+DEFAULTS = {"executorch": dict(method="percentile", bias_correction=True, adaround=True, finetune=False),
             "onnxruntime": dict(method="percentile", bias_correction=False, adaround=False, finetune=False)}
 _X86 = ("x86_64", "amd64", "x64", "i386", "i686", "x86")
 _ARM64 = ("aarch64", "arm64", "armv8l", "armv8b", "aarch64_be")
@@ -124,17 +124,19 @@ def recipe(model: nn.Module, path, method: str | None = None, bias_correction: b
            adaround: bool | None = None, finetune: bool | None = None) -> dict:
     """The int8 settings `export(model, path, ..., quantize="int8")` uses: each argument left None
     becomes `DEFAULTS[runtime]`'s, except that AdaRound's default applies only where it can (an
-    nn.Sequential model, or one with a `features` nn.Sequential such as MobileNetV2).
+    nn.Sequential model, or one with a `features` nn.Sequential such as MobileNetV2) and not with
+    finetune=True.
     Returns {"method", "bias_correction", "adaround", "finetune"}."""
     check_module(model, "model", "recipe")
     _, runtime = _runtime_of(path, "recipe")
     default = DEFAULTS[runtime]
-    if adaround is None:
-        adaround = default["adaround"] and not isinstance(model, torch.fx.GraphModule) and (
+    finetune = default["finetune"] if finetune is None else finetune
+    if adaround is None:       # fine-tuning replaces AdaRound; AdaRound needs a Sequential of layers
+        adaround = default["adaround"] and finetune is not True and not isinstance(model, torch.fx.GraphModule) and (
             isinstance(model, nn.Sequential) or isinstance(getattr(model, "features", None), nn.Sequential))
     return dict(method=default["method"] if method is None else method,
                 bias_correction=default["bias_correction"] if bias_correction is None else bias_correction,
-                adaround=adaround, finetune=default["finetune"] if finetune is None else finetune)
+                adaround=adaround, finetune=finetune)
 
 
 def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | None = None,
@@ -148,12 +150,14 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
     `bias_correction` and `adaround` (.pte only): see `labkit.pt2e`. Each of `method`,
     `bias_correction`, `adaround`, `finetune` left None takes `DEFAULTS[runtime]`'s value (`recipe`
     says what export will do). Measured on 1,000 held-out ImageNet photos, calibrated on 128 others
-    (benchmarks/bench_mobile_int8.py; export times on 2 cores shared with other work, idle ≈ 3–4×
-    less), top-1 agreement with fp32 and export time:
-    .pte minmax 93.4 % (55 s, ≈ 50 s of it lowering), percentile 95.7 % (150 s), histogram 95.3 %
-    (185 s), percentile + bias correction 96.1 % (660 s), percentile + AdaRound 96.7 % (810 s: the
-    default, where AdaRound applies); .onnx minmax 93.9 % (11 s), percentile 95.1 % (260 s: ONNX
-    Runtime's histogram calibrator; the default). Top-1 drops 0.3–1.2 pt, all within ±1.2 pt.
+    (benchmarks/bench_mobile_int8.py; export times on 2 cores shared with three other jobs, so they
+    vary with the load): top-1 agreement with fp32, top-1 drop (paired s.e. ≈ 0.5 pt), export time —
+    .pte minmax 93.4 %, 0.4 pt, 55 s (≈ 50 s of any .pte is lowering); percentile 95.7 %, 0.7 pt,
+    150 s; histogram 95.3 %, 1.2 pt, 185 s; percentile + bias correction 96.1 %, 0.3 pt, 660 s;
+    percentile + AdaRound 96.7 %, 0.5 pt, 810 s; percentile + AdaRound + bias correction 96.7 %,
+    0.2 pt, 620 s (the default; where AdaRound does not apply, percentile + bias correction).
+    .onnx minmax 93.9 %, 0.5 pt, 11 s; percentile 95.1 %, 0.4 pt, 260 s (ONNX Runtime's histogram
+    calibrator; the default).
     `finetune` (.pte only, not with `adaround`): label-free quantization-aware fine-tuning on the
     calibration images first (`labkit.qat.finetune`, its defaults).
     `kernels` (.onnx int8 only): "U8S8" (int8 weights) or "U8U8" (uint8 weights); None picks them for
