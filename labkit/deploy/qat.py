@@ -23,6 +23,10 @@ by Adam. `finetune` returns the fp32 graph with the learned W, b; `pt2e.quantize
 quantizes it as usual (it re-calibrates (s, z) and rounds W to nearest, what Ŵ computed), so the
 lowered `.pte` carries what was learned. `mobile.export(..., finetune=True)` does both.
 benchmarks/bench_mobile_int8.py measures it on real ImageNet photos held out from the fine-tuning.
+Measured there (MobileNetV2, 300 photos, the defaults: 60 steps of 16, lr 1e-5) it does NOT help
+yet: top-1 agreement with fp32 94.7 % [93.1, 95.9] on 1,000 held-out photos, against 95.7 % for
+percentile calibration alone and 96.7 % for AdaRound + bias correction (export's default). More
+photos, steps or a tuned learning rate may change that; it is an option, not a default.
 """
 from __future__ import annotations
 
