@@ -46,14 +46,16 @@ def data(n, seed):
 def int8_pte(tmp_path_factory):
     model, calib = tiny(), [data(16, 1), data(16, 2)]
     path = mobile.export(model, tmp_path_factory.mktemp("et") / "tiny_int8.pte", data(1, 0),
-                         quantize="int8", calibration=calib, method="percentile")
+                         quantize="int8", calibration=calib)          # the default recipe
     return model, calib, path
 
 
 def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
     model, calib, path = int8_pte
     assert path.suffix == ".pte" and path.stat().st_size > 0
-    q = mobile.quantize_pt2e(model, data(1, 0), calib, method="percentile")
+    r = mobile.recipe(model, path)
+    assert r == dict(mobile.DEFAULTS["executorch"], adaround=False)   # Tiny is no Sequential: no AdaRound
+    q = mobile.quantize_pt2e(model, data(1, 0), calib, method=r["method"], bias_correction=r["bias_correction"])
     run = mobile.load(path)
     X = data(40, 3)
     with torch.no_grad():
@@ -68,6 +70,19 @@ def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
     assert (out - ref).abs().max() <= 4 * s                      # a few int8 levels apart
     assert (out - fp32).abs().max() < 0.1 * fp32.abs().max()    # and close to fp32
     assert not isinstance(model, torch.fx.GraphModule)          # the model was not modified
+
+
+def test_recipe_is_the_best_measured_default_where_it_applies():
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6())
+    assert mobile.recipe(seq, "m.pte") == mobile.DEFAULTS["executorch"]
+    assert mobile.DEFAULTS["executorch"] == dict(method="percentile", adaround=True, bias_correction=True, finetune=False)
+    assert mobile.recipe(tiny(), "m.pte")["adaround"] is False          # AdaRound needs an nn.Sequential
+    assert mobile.recipe(tiny(), "m.pte", adaround=True)["adaround"] is True
+    assert mobile.recipe(seq, "m.pte", finetune=True)["adaround"] is False  # fine-tuning replaces AdaRound
+    assert mobile.recipe(seq, "m.onnx") == mobile.DEFAULTS["onnxruntime"]
+    assert mobile.DEFAULTS["onnxruntime"]["method"] == "percentile"
+    assert mobile.recipe(seq, "m.pte", method="minmax", bias_correction=True) == dict(
+        mobile.DEFAULTS["executorch"], method="minmax", bias_correction=True)
 
 
 def test_benchmark_figures(int8_pte):
@@ -107,7 +122,8 @@ def test_onnx_int8_kernels_compute_what_the_qdq_graph_says(tmp_path):
     """ONNX Runtime's optimized int8 session must equal the same QDQ graph run op by op (exact
     quantize/dequantize in float). Weights at the top of their int8 range times inputs at the top of
     theirs make VPMADDUBSW's int16 pair sums saturate in uint8 × int8 kernels on x86 without VNNI
-    (max error 0.81 of 2.45 here with int8 weights); labkit exports uint8 × uint8, which does not."""
+    (max error 0.81 of 2.45 here with int8 weights there); labkit exports uint8 × uint8 on such CPUs,
+    which does not saturate, and uint8 × int8 where VNNI (or ARM) multiplies exactly: `int8_kernels`."""
     import onnxruntime as ort
 
     torch.manual_seed(0)
@@ -124,6 +140,57 @@ def test_onnx_int8_kernels_compute_what_the_qdq_graph_says(tmp_path):
     got = mobile.predict(mobile.load(path), X)
     assert want.abs().max() > 1.0                                # a real signal, not all zeros
     assert (got - want).abs().max() <= want.max() / 255 + 1e-6    # at most one level (output range [0, max])
+
+
+@pytest.mark.parametrize("machine, flags, want", [
+    ("x86_64", {"avx2", "avx512f", "avx512bw", "avx512_vnni"}, "U8S8"),   # Cascade Lake, Zen 4/5: AVX-512 VNNI
+    ("x86_64", {"avx2", "avx_vnni"}, "U8S8"),                             # Alder Lake: AVX-VNNI, no AVX-512
+    ("AMD64", {"AVX2", "AVX_VNNI"}, "U8S8"),                              # Windows spelling, upper case
+    ("x86_64", {"avx2", "fma", "avx512f", "avx512bw"}, "U8U8"),           # Skylake-X: AVX-512 without VNNI
+    ("x86_64", {"avx2", "fma"}, "U8U8"),                                  # Haswell .. Zen 3: VPMADDUBSW saturates
+    ("x86_64", set(), "U8U8"),                                            # flags unknown: the exact choice
+    ("aarch64", {"asimd", "asimddp"}, "U8S8"),                            # ARMv8.2+ phones: SDOT/UDOT
+    ("aarch64", {"asimd"}, "U8S8"),                                       # Cortex-A53: widening multiplies
+    ("arm64", set(), "U8S8"),                                             # Apple silicon
+    ("riscv64", {"rv64imafdc"}, "U8U8"),
+    ("", set(), "U8U8"),
+])
+def test_int8_kernels_rule_for_each_kind_of_cpu(machine, flags, want):
+    kernels, why = mobile.int8_kernels(machine, flags)
+    assert kernels == want and isinstance(why, str) and why
+    vnni = {f.lower() for f in flags} & {"avx512_vnni", "avx_vnni"}
+    assert (machine.lower() in ("x86_64", "amd64") and not vnni) == ("would saturate" in why)
+    assert all(f in why for f in vnni)            # the flag that allowed U8S8 is named
+
+
+def test_cpu_features_read_this_machine():
+    import platform
+    from pathlib import Path
+
+    machine, flags = mobile.cpu_features()
+    assert machine == platform.machine().lower() and isinstance(flags, frozenset)
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        listed = {f for line in info.read_text().splitlines() if line.split(":")[0].strip() in ("flags", "Features")
+                  for f in line.split(":", 1)[1].split()}
+        assert listed <= flags
+        if machine == "x86_64":
+            assert "sse2" in flags                      # every x86-64 has it: the flags were read
+
+
+def test_onnx_int8_kernels_chosen_for_this_cpu_and_overridable(tmp_path):
+    model, X = tiny(), data(8, 5)
+    want = mobile.int8_kernels(*mobile.cpu_features())[0]
+    auto = mobile.export(model, tmp_path / "auto.onnx", X[:1], quantize="int8", calibration=[X])
+    assert mobile.onnx_kernels(auto) == want
+    for k in mobile.KERNELS:
+        p = mobile.export(model, tmp_path / f"{k}.onnx", X[:1], quantize="int8", calibration=[X], kernels=k)
+        assert mobile.onnx_kernels(p) == k
+        out = mobile.predict(mobile.load(p), X)
+        with torch.no_grad():
+            ref = model(X)
+        assert 0 < (out - ref).abs().max() / ref.abs().max() < 0.1
+    assert mobile.onnx_kernels(mobile.export(model, tmp_path / "fp32.onnx", X[:1])) is None
 
 
 def test_eager_and_program_benchmarks_share_one_protocol(tmp_path):
@@ -162,6 +229,18 @@ def test_bad_input(tmp_path):
         mobile.export(model, tmp_path / "m.pte", x, adaround=1)
     with pytest.raises(ValueError, match="'adaround' parameter of export must be False unless quantize='int8' for a .pte"):
         mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], adaround=True)
+    with pytest.raises(ValueError, match="'kernels' parameter of export"):
+        mobile.export(model, tmp_path / "m.onnx", x, quantize="int8", calibration=[x], kernels="S8S8")
+    with pytest.raises(ValueError, match="'kernels' parameter of export must be None unless quantize='int8' for a .onnx"):
+        mobile.export(model, tmp_path / "m.pte", x, quantize="int8", calibration=[x], kernels="U8S8")
+    with pytest.raises(TypeError, match="'machine' parameter of int8_kernels"):
+        mobile.int8_kernels(None, set())
+    with pytest.raises(TypeError, match="'flags' parameter of int8_kernels"):
+        mobile.int8_kernels("x86_64", "avx2 avx512_vnni")
+    with pytest.raises(ValueError, match="'path' parameter of onnx_kernels"):
+        mobile.onnx_kernels(tmp_path / "m.pte")
+    with pytest.raises(FileNotFoundError, match="mobile.export"):
+        mobile.onnx_kernels(tmp_path / "missing.onnx")
     with pytest.raises(FileNotFoundError, match="mobile.export"):
         mobile.load(tmp_path / "missing.pte")
     with pytest.raises(ValueError, match="'path' parameter of load"):

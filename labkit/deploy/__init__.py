@@ -3,6 +3,7 @@
     mobilenet  MobileNetV2, ImageNet preprocessing, class names, parameter and MAC counts
     images     the photos shipped offline, calibration images, labelled folders, accuracy
     adaround   AdaRound: learned rounding of the int8 weights
+    qat        label-free quantization-aware fine-tuning, distilled from the fp32 logits
     pt2e       int8 PT2E quantization for XNNPACK (ReLU6-aware ranges, bias correction)
     xnnpack    XNNPACK's int8 arithmetic emulated bit for bit
     fixedpoint the requantization multiplier as a fixed-point M0·2⁻ⁿ (Jacob et al. 2018), gemmlowp's integer steps

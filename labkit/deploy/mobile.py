@@ -9,16 +9,26 @@ For `.pte` the int8 model is `labkit.pt2e.quantize_pt2e`'s (per-channel int8 wei
 int8 activations, ReLU6-aware ranges, optional bias correction and AdaRound): the lowered program
 computes what that in-process model computes, and `labkit.xnnpack.emulate` of it computes the same
 outputs bit for bit (XNNPACK's integer rounding, in PyTorch). For `.onnx` it is ONNX Runtime's
-static QDQ quantizer with uint8 weights and activations: on x86 CPUs without VNNI, ONNX Runtime's
-int8 kernels for uint8 activations × int8 weights multiply with VPMADDUBSW, whose int16 pair sums
-saturate; U8U8 kernels do not (tests/test_mobile.py checks that the optimized int8 session computes
-what the same QDQ graph run op by op computes). See ONNX Runtime's quantization docs, and
-benchmarks/bench_mobile_latency.py for each program's size, latency and agreement with fp32.
+static QDQ quantizer, uint8 activations, per-channel weights whose type picks ONNX Runtime's kernels
+(`int8_kernels`, from the CPU's flags; ONNX Runtime's quantization docs, "data type selection"):
+
+- U8S8 (int8 weights, symmetric [−127, 127]) where the CPU multiplies uint8 × int8 into int32 in
+  one step: AVX-512 VNNI or AVX-VNNI (VPDPBUSD) on x86, any ARM64 CPU (UDOT/SDOT, or 16-bit
+  widening multiplies without the dot-product extension). The fast path.
+- U8U8 (uint8 weights) on x86 without VNNI (AVX2-only, SSE): there ONNX Runtime's U8S8 kernels use
+  VPMADDUBSW, whose int16 sums of two products saturate at 32767 (255 · 127 · 2 > 32767); its U8U8
+  kernels widen to int16 first and are exact, but slower.
+
+tests/test_mobile.py checks that the optimized int8 session computes what the same QDQ graph run op
+by op computes, on this CPU, with the kernels chosen for it. `onnx_kernels(path)` reads the choice
+back from a program (its weights' type). See benchmarks/bench_mobile_latency.py and
+benchmarks/bench_mobile_int8.py for size, latency, accuracy and agreement with fp32.
 `benchmark` times a program in its runtime, `count.benchmark` the PyTorch model it came from.
 """
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 import torch
@@ -29,9 +39,73 @@ from ..count import time_calls, timing
 from ..prune import clone
 from ._fx import need as _need
 from .pt2e import INSTALL, METHODS, check_calibration, quantize_pt2e, quiet_pytree, xnnpack_config  # noqa: F401
+from . import qat
 from .xnnpack import Emulated
 
 RUNTIMES = {".pte": "executorch", ".onnx": "onnxruntime"}
+KERNELS = ("U8S8", "U8U8")          # ONNX Runtime's int8 kernels: activations uint8 × weights int8 / uint8
+VNNI = ("avx512_vnni", "avx_vnni")  # x86 flags (Linux names) of VPDPBUSD: uint8 × int8 → int32, no saturation
+# the best int8 recipe measured per runtime (benchmarks/bench_mobile_int8.py): what export(quantize="int8") does
+DEFAULTS = {"executorch": dict(method="percentile", bias_correction=True, adaround=True, finetune=False),
+            "onnxruntime": dict(method="percentile", bias_correction=False, adaround=False, finetune=False)}
+_X86 = ("x86_64", "amd64", "x64", "i386", "i686", "x86")
+_ARM64 = ("aarch64", "arm64", "armv8l", "armv8b", "aarch64_be")
+
+
+# ---------------------------------------------------------------- ONNX Runtime's int8 kernels
+def cpu_features() -> tuple[str, frozenset]:
+    """(machine, flags) of this CPU: `platform.machine()` lower-cased, and the feature flags Linux
+    lists in /proc/cpuinfo ("flags" on x86, "Features" on ARM), plus "avx512_vnni" where torch's
+    cpuinfo sees it (macOS, Windows). Empty flags where neither tells."""
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() in ("flags", "features"):
+                flags.update(value.split())
+    except OSError:
+        pass
+    vnni = getattr(getattr(torch, "cpu", None), "_is_vnni_supported", None)
+    if vnni is not None and vnni():
+        flags.add("avx512_vnni")
+    return platform.machine().lower(), frozenset(flags)
+
+
+def int8_kernels(machine: str, flags) -> tuple[str, str]:
+    """(kernels, why): the exact and fastest ONNX Runtime int8 kernels for a CPU, from its
+    `platform.machine()` name and feature flags (`cpu_features`). U8S8 on x86 with AVX-512 VNNI or
+    AVX-VNNI and on ARM64; U8U8 on other x86 (VPMADDUBSW would saturate) and on unknown CPUs."""
+    if not isinstance(machine, str):
+        raise TypeError(message("machine", "int8_kernels", "a str (platform.machine())", machine))
+    if isinstance(flags, str) or not hasattr(flags, "__iter__"):
+        raise TypeError(message("flags", "int8_kernels", "a set of CPU flag names", flags))
+    flags, machine = {str(f).lower() for f in flags}, machine.lower()
+    if machine in _X86:
+        found = [f for f in VNNI if f in flags]
+        if found:
+            return "U8S8", f"{machine} with {found[0]}: uint8 × int8 dot products (VPDPBUSD) do not saturate"
+        return "U8U8", f"{machine} without VNNI: uint8 × int8 kernels (VPMADDUBSW) would saturate"
+    if machine in _ARM64 or machine.startswith("armv8") or machine.startswith("armv9"):
+        dot = "with" if "asimddp" in flags or machine == "arm64" else "without"
+        return "U8S8", f"{machine} {dot} dot product: uint8 × int8 kernels do not saturate on ARM"
+    return "U8U8", f"{machine or 'unknown CPU'}: U8U8 is exact on every CPU"
+
+
+def onnx_kernels(path) -> str | None:
+    """"U8S8" or "U8U8": the int8 kernels an `.onnx` program written by `export` asks of ONNX Runtime
+    (the type of its weights' DequantizeLinear inputs), None for an fp32 program."""
+    path, runtime = _runtime_of(path, "onnx_kernels")
+    if runtime != "onnxruntime":
+        raise ValueError(message("path", "onnx_kernels", "a file name ending in .onnx", str(path)))
+    if not path.is_file():
+        raise FileNotFoundError(f"No program at {path}; write one with labkit.mobile.export.")
+    onnx = _need("onnx", "onnx onnxscript onnxruntime")
+    graph = onnx.load(str(path)).graph
+    types = {t.name: t.data_type for t in graph.initializer if len(t.dims) == 4}   # conv weights (C_out, C_in, k, k)
+    found = {types[n.input[0]] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in types}
+    if not found:
+        return None
+    return "U8S8" if onnx.TensorProto.INT8 in found else "U8U8"
 
 
 # ---------------------------------------------------------------- export
@@ -46,15 +120,49 @@ def _runtime_of(path, func: str) -> tuple[Path, str]:
     return path, runtime
 
 
+def recipe(model: nn.Module, path, method: str | None = None, bias_correction: bool | None = None,
+           adaround: bool | None = None, finetune: bool | None = None) -> dict:
+    """The int8 settings `export(model, path, ..., quantize="int8")` uses: each argument left None
+    becomes `DEFAULTS[runtime]`'s, except that AdaRound's default applies only where it can (an
+    nn.Sequential model, or one with a `features` nn.Sequential such as MobileNetV2) and not with
+    finetune=True.
+    Returns {"method", "bias_correction", "adaround", "finetune"}."""
+    check_module(model, "model", "recipe")
+    _, runtime = _runtime_of(path, "recipe")
+    default = DEFAULTS[runtime]
+    finetune = default["finetune"] if finetune is None else finetune
+    if adaround is None:       # fine-tuning replaces AdaRound; AdaRound needs a Sequential of layers
+        adaround = default["adaround"] and finetune is not True and not isinstance(model, torch.fx.GraphModule) and (
+            isinstance(model, nn.Sequential) or isinstance(getattr(model, "features", None), nn.Sequential))
+    return dict(method=default["method"] if method is None else method,
+                bias_correction=default["bias_correction"] if bias_correction is None else bias_correction,
+                adaround=adaround, finetune=finetune)
+
+
 def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | None = None,
-           calibration=None, method: str = "minmax", bias_correction: bool = False,
-           adaround: bool = False) -> Path:
+           calibration=None, method: str | None = None, bias_correction: bool | None = None,
+           adaround: bool | None = None, kernels: str | None = None, finetune: bool | None = None) -> Path:
     """Write `model` as an on-device program for inputs shaped like `example_input` and return
     its path. The suffix picks the runtime: `.pte` → ExecuTorch with the XNNPACK delegate,
     `.onnx` → ONNX Runtime. quantize="int8" quantizes first (needs `calibration`, a list of
     input batches): PT2E + XNNPACK quantizer for .pte (`method` as in `quantize_pt2e`); ONNX
     Runtime's static QDQ quantizer, per-channel weights, for .onnx ("minmax" or "percentile").
-    `bias_correction` and `adaround` (.pte only): see `labkit.pt2e`.
+    `bias_correction` and `adaround` (.pte only): see `labkit.pt2e`. Each of `method`,
+    `bias_correction`, `adaround`, `finetune` left None takes `DEFAULTS[runtime]`'s value (`recipe`
+    says what export will do). Measured on 1,000 held-out ImageNet photos, calibrated on 128 others
+    (benchmarks/bench_mobile_int8.py; export times on 2 cores shared with three other jobs, so they
+    vary with the load): top-1 agreement with fp32, top-1 drop (paired s.e. ≈ 0.5 pt), export time —
+    .pte minmax 93.4 %, 0.4 pt, 55 s (≈ 50 s of any .pte is lowering); percentile 95.7 %, 0.7 pt,
+    150 s; histogram 95.3 %, 1.2 pt, 185 s; percentile + bias correction 96.1 %, 0.3 pt, 660 s;
+    percentile + AdaRound 96.7 %, 0.5 pt, 810 s; percentile + AdaRound + bias correction 96.7 %,
+    0.2 pt, 620 s (the default; where AdaRound does not apply, percentile + bias correction).
+    .onnx minmax 93.9 %, 0.5 pt, 11 s; percentile 95.1 %, 0.4 pt, 260 s (ONNX Runtime's histogram
+    calibrator; the default).
+    `finetune` (.pte only, not with `adaround`): label-free quantization-aware fine-tuning on the
+    calibration images first (`labkit.qat.finetune`, its defaults; measured on 300 photos: 94.7 %,
+    0.9 pt, 420 s — not better than percentile alone yet, so not a default).
+    `kernels` (.onnx int8 only): "U8S8" (int8 weights) or "U8U8" (uint8 weights); None picks them for
+    this CPU (`int8_kernels(*cpu_features())`); `onnx_kernels(path)` reads them back.
     `model` may also be the GraphModule `quantize_pt2e` returns, or `xnnpack.emulate`'s module of
     it (then quantize=None)."""
     check_module(model, "model", "export")
@@ -64,20 +172,38 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
     check_tensor(example_input, "example_input", "export")
     if quantize is not None:
         check_choice(quantize, "quantize", "export", ("int8",))
+        check_module(model, "model", "export")
+        r = recipe(model, path, method, bias_correction, adaround, finetune)
+        method, bias_correction, adaround, finetune = r["method"], r["bias_correction"], r["adaround"], r["finetune"]
+    else:
+        method = "minmax" if method is None else method
+        bias_correction, adaround, finetune = (False if v is None else v for v in (bias_correction, adaround, finetune))
+    if quantize is not None:
+        check_choice(quantize, "quantize", "export", ("int8",))
         calibration = check_calibration(calibration, example_input, "export")
         check_choice(method, "method", "export", METHODS if runtime == "executorch" else METHODS[:2])
-    for name, flag in (("bias_correction", bias_correction), ("adaround", adaround)):
+    for name, flag in (("bias_correction", bias_correction), ("adaround", adaround), ("finetune", finetune)):
         check_bool(flag, name, "export")
         if flag and (runtime != "executorch" or quantize is None):
             raise ValueError(message(name, "export", "False unless quantize='int8' for a .pte", flag))
+    if finetune and adaround:
+        raise ValueError(message("finetune", "export", "False when adaround=True (one or the other)", finetune))
+    if kernels is not None:
+        check_choice(kernels, "kernels", "export", KERNELS)
+        if runtime != "onnxruntime" or quantize is None:
+            raise ValueError(message("kernels", "export", "None unless quantize='int8' for a .onnx", kernels))
     path.parent.mkdir(parents=True, exist_ok=True)
     if runtime == "onnxruntime":
-        return _export_onnx(model, path, example_input, quantize, calibration, method)
+        if quantize is not None and kernels is None:
+            kernels = int8_kernels(*cpu_features())[0]
+        return _export_onnx(model, path, example_input, quantize, calibration, method, kernels)
     _need("executorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     if quantize == "int8":
+        if finetune:
+            model = qat.finetune(model, example_input, calibration, method)
         model = quantize_pt2e(model, example_input, calibration, method, bias_correction=bias_correction,
                               adaround=adaround)
     elif isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule):
@@ -89,7 +215,7 @@ def export(model: nn.Module, path, example_input: torch.Tensor, quantize: str | 
     return path
 
 
-def _export_onnx(model, path, example_input, quantize, calibration, method) -> Path:
+def _export_onnx(model, path, example_input, quantize, calibration, method, kernels) -> Path:
     _need("onnx", "onnx onnxscript onnxruntime")
     fp32 = path.with_suffix(".fp32.onnx") if quantize else path
     import warnings
@@ -126,10 +252,11 @@ def _export_onnx(model, path, example_input, quantize, calibration, method) -> P
         logging.disable(logging.WARNING)   # "consider pre-processing" notes, done above
         try:
             with contextlib.redirect_stdout(io.StringIO()):   # its percentile calibrator prints progress
-                # uint8 weights and activations (U8U8): see the module docstring. Percentile: the same
-                # 0.01 % / 99.99 % clipping as labkit.pt2e (ONNX Runtime's default is 99.999).
+                # uint8 activations, int8 (U8S8) or uint8 (U8U8) weights: see the module docstring.
+                # Percentile: the same 0.01 % / 99.99 % clipping as labkit.pt2e (ONNX Runtime's is 99.999).
+                weights = {"U8S8": QuantType.QInt8, "U8U8": QuantType.QUInt8}[kernels]
                 quantize_static(str(fp32), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
+                                activation_type=QuantType.QUInt8, weight_type=weights,
                                 calibrate_method={"minmax": CalibrationMethod.MinMax,
                                                   "percentile": CalibrationMethod.Percentile}[method],
                                 extra_options={"CalibPercentile": 99.99})
