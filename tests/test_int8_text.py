@@ -58,7 +58,7 @@ def test_dynamic_int8_matches_its_formula_on_one_linear(tmp_path):
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, tmp_path / "one.onnx")
-    p8 = int8_text.quantize(tmp_path / "one.onnx", tmp_path / "one.int8.onnx")
+    p8 = int8_text.quantize(tmp_path / "one.onnx", tmp_path / "one.int8.onnx", kernels="U8S8")
     y = int8_text.session(p8).run(None, {"x": x})[0]
     lo, hi = min(x.min(), 0), max(x.max(), 0)
     s_x = (hi - lo) / 255
@@ -69,6 +69,18 @@ def test_dynamic_int8_matches_its_formula_on_one_linear(tmp_path):
     want = s_x * s_w * ((x_q - z) @ W_q)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-4)
     assert np.abs(y - x @ W).max() > 1e-3                    # it is quantized
+    # U8U8: uint8 weights (exact on every CPU), close to the same product; None picks by the CPU rule
+    p_uu = int8_text.quantize(tmp_path / "one.onnx", tmp_path / "one.u8u8.onnx", kernels="U8U8")
+    w_types = {t.data_type for t in onnx.load(p_uu).graph.initializer if t.name.startswith("W")}
+    assert onnx.TensorProto.UINT8 in w_types and onnx.TensorProto.INT8 not in w_types
+    np.testing.assert_allclose(int8_text.session(p_uu).run(None, {"x": x})[0], x @ W, atol=0.2)
+    from labkit.deploy import mobile
+    auto = int8_text.quantize(tmp_path / "one.onnx", tmp_path / "one.auto.onnx")
+    auto_types = {t.data_type for t in onnx.load(auto).graph.initializer if t.name.startswith("W")}
+    want_kernels = mobile.int8_kernels(*mobile.cpu_features())[0]
+    assert (onnx.TensorProto.INT8 in auto_types) == (want_kernels == "U8S8")
+    with pytest.raises(ValueError, match="The 'kernels' parameter of quantize must be one of"):
+        int8_text.quantize(tmp_path / "one.onnx", tmp_path / "bad.onnx", kernels="S8S8")
 
 
 def test_torchao_int8_is_close_to_fp32_and_leaves_the_model_alone(tiny):

@@ -163,10 +163,11 @@ def test_int8_kernels_rule_for_each_kind_of_cpu(machine, flags, want):
     assert all(f in why for f in vnni)            # the flag that allowed U8S8 is named
 
 
-def test_cpu_features_read_this_machine():
+def test_cpu_features_read_this_machine(monkeypatch):
     import platform
     from pathlib import Path
 
+    monkeypatch.delenv("LABKIT_CPU_FLAGS", raising=False)     # the CPU itself, not the reference's view
     machine, flags = mobile.cpu_features()
     assert machine == platform.machine().lower() and isinstance(flags, frozenset)
     info = Path("/proc/cpuinfo")
@@ -176,6 +177,20 @@ def test_cpu_features_read_this_machine():
         assert listed <= flags
         if machine == "x86_64":
             assert "sse2" in flags                      # every x86-64 has it: the flags were read
+
+
+def test_cpu_flags_can_be_presented_as_the_reference_cpu(monkeypatch):
+    """LABKIT_CPU_FLAGS replaces the flags read (the reference numeric environment sets "avx2")."""
+    from labkit.workbook import numerics
+
+    monkeypatch.setenv("LABKIT_CPU_FLAGS", numerics.REFERENCE["LABKIT_CPU_FLAGS"])
+    machine, flags = mobile.cpu_features()
+    assert flags == frozenset({"avx2"})
+    if machine == "x86_64":
+        assert mobile.int8_kernels(machine, flags)[0] == "U8U8"
+    monkeypatch.setenv("LABKIT_CPU_FLAGS", "AVX2, avx512_vnni")
+    assert mobile.cpu_features()[1] == frozenset({"avx2", "avx512_vnni"})
+    assert mobile.cpu_features(override=False)[1] != frozenset({"avx2", "avx512_vnni"})   # the CPU itself
 
 
 def test_onnx_int8_kernels_chosen_for_this_cpu_and_overridable(tmp_path):

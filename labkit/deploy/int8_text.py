@@ -30,7 +30,7 @@ from torch import nn
 
 from ..minilm import MiniLM, mean_pool
 from ..prune import clone
-from ..validate import check_int, check_module, message
+from ..validate import check_choice, check_int, check_module, message
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -77,18 +77,28 @@ def onnx(model: MiniLM, path) -> Path:
     return path
 
 
-def quantize(fp32_path, path) -> Path:
-    """ONNX Runtime's dynamic int8 of the fp32 file: MatMul weights int8 per output channel,
-    activations uint8 per tensor computed at run time (MatMulInteger). Returns `path`."""
+def quantize(fp32_path, path, kernels: str | None = None) -> Path:
+    """ONNX Runtime's dynamic int8 of the fp32 file: MatMul weights per output channel, activations
+    uint8 per tensor computed at run time (MatMulInteger). Returns `path`.
+
+    kernels: "U8S8" (int8 weights: fast and exact with VNNI or on ARM, saturating VPMADDUBSW on
+    other x86) or "U8U8" (uint8 weights: exact everywhere); None picks by `mobile.int8_kernels`
+    for this CPU, as `mobile.export` does."""
     fp32_path = _onnx_path(fp32_path, "quantize", exists=True)
     path = _onnx_path(path, "quantize")
+    from .mobile import cpu_features, int8_kernels
+
+    if kernels is None:
+        kernels = int8_kernels(*cpu_features())[0]
+    check_choice(kernels, "kernels", "quantize", ("U8S8", "U8U8"))
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.disable(logging.WARNING)
     try:
-        quantize_dynamic(str(fp32_path), str(path), per_channel=True, weight_type=QuantType.QInt8)
+        quantize_dynamic(str(fp32_path), str(path), per_channel=True,
+                         weight_type=QuantType.QInt8 if kernels == "U8S8" else QuantType.QUInt8)
     finally:
         logging.disable(logging.NOTSET)
     return path

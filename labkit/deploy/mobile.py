@@ -53,10 +53,19 @@ _ARM64 = ("aarch64", "arm64", "armv8l", "armv8b", "aarch64_be")
 
 
 # ---------------------------------------------------------------- ONNX Runtime's int8 kernels
-def cpu_features() -> tuple[str, frozenset]:
+def cpu_features(override: bool = True) -> tuple[str, frozenset]:
     """(machine, flags) of this CPU: `platform.machine()` lower-cased, and the feature flags Linux
     lists in /proc/cpuinfo ("flags" on x86, "Features" on ARM), plus "avx512_vnni" where torch's
-    cpuinfo sees it (macOS, Windows). Empty flags where neither tells."""
+    cpuinfo sees it (macOS, Windows). Empty flags where neither tells.
+
+    LABKIT_CPU_FLAGS (space- or comma-separated) replaces the flags read: the reference numeric
+    environment (labkit.workbook.numerics) sets it to "avx2", presenting an AVX2-only x86 to the
+    kernel choice as it holds ATen, MKL and oneDNN to AVX2, so stored outputs are the same on every CPU.
+    override=False reads the CPU itself (what its instructions really are)."""
+    check_bool(override, "override", "cpu_features")
+    forced = os.environ.get("LABKIT_CPU_FLAGS") if override else None
+    if forced is not None:
+        return platform.machine().lower(), frozenset(forced.replace(",", " ").lower().split())
     flags = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

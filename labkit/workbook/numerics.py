@@ -36,6 +36,10 @@ REFERENCE = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
+    # labkit's own kernel choices (ONNX Runtime U8S8 vs U8U8, deploy.mobile.cpu_features) see an
+    # AVX2-only x86 too: ONNX Runtime's MLAS cannot be held to AVX2, but its exact U8U8 path gives
+    # the same integers on every CPU
+    "LABKIT_CPU_FLAGS": "avx2",
 }
 PERTURBED = {
     "ATEN_CPU_CAPABILITY": "default",
