@@ -118,16 +118,17 @@ def test_failure_location_reads_the_cell_frame_of_an_ipython_traceback():
 
 
 def test_an_interrupted_run_leaves_the_previous_report_intact(nbdir, tmp_path):
-    make_notebook(nbdir / "03_slow.ipynb", "import time; time.sleep(60)")
+    running = tmp_path / "running"                       # the kernel touches it: the cell is executing
+    make_notebook(nbdir / "03_slow.ipynb", f"import pathlib, time\npathlib.Path({str(running)!r}).touch()\ntime.sleep(60)")
     out = tmp_path / "reports"
     out.mkdir()
     (out / "03_slow.ipynb").write_text("previous report")
     proc = subprocess.Popen([sys.executable, "-m", "labkit.workbook.cli", "--notebooks", str(nbdir), "run",
                              "03", "-o", str(out), "--force", "-q"], start_new_session=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(out.glob(".03_slow.*")):
-        time.sleep(0.2)                                  # the temporary report exists: it is running
-    time.sleep(1.0)
+    deadline = time.time() + 120                         # a loaded machine starts a kernel slowly
+    while time.time() < deadline and not (running.exists() and list(out.glob(".03_slow.*"))):
+        time.sleep(0.2)                                  # the temporary report exists and the cell runs
+    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)                   # Ctrl-C
     proc.wait(timeout=60)
     assert proc.returncode != 0
