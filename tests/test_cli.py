@@ -130,7 +130,7 @@ def test_an_interrupted_run_leaves_the_previous_report_intact(nbdir, tmp_path):
         time.sleep(0.2)                                  # the temporary report exists and the cell runs
     time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)                   # Ctrl-C
-    proc.wait(timeout=60)
+    proc.wait(timeout=240)                               # stopping the kernel is slow on a loaded machine
     assert proc.returncode != 0
     assert (out / "03_slow.ipynb").read_text() == "previous report"
     assert sorted(p.name for p in out.iterdir()) == ["03_slow.ipynb"]
