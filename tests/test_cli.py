@@ -117,25 +117,40 @@ def test_failure_location_reads_the_cell_frame_of_an_ipython_traceback():
     assert runner.failure_location(["no cell frame"], "x") == (None, None, "")
 
 
-@pytest.mark.xfail(reason="KNOWN BUG, open: under load a Ctrl-C sent while the kernel runs its cell can be lost "
-                   "(the run completes with returncode 0); see the closing note of 2026-12-02", strict=False)
-def test_an_interrupted_run_leaves_the_previous_report_intact(nbdir, tmp_path):
-    running = tmp_path / "running"                       # the kernel touches it: the cell is executing
-    make_notebook(nbdir / "03_slow.ipynb", f"import pathlib, time\npathlib.Path({str(running)!r}).touch()\ntime.sleep(60)")
+def test_an_interrupted_run_stops_its_kernel_and_leaves_the_previous_report_intact(nbdir, tmp_path):
+    running = tmp_path / "running"                       # the kernel writes its pid: the cell is executing
+    make_notebook(nbdir / "03_slow.ipynb",
+                  f"import os, pathlib, time\npathlib.Path({str(running)!r}).write_text(str(os.getpid()))\ntime.sleep(900)")
     out = tmp_path / "reports"
     out.mkdir()
     (out / "03_slow.ipynb").write_text("previous report")
     proc = subprocess.Popen([sys.executable, "-m", "labkit.workbook.cli", "--notebooks", str(nbdir), "run",
-                             "03", "-o", str(out), "--force", "-q"], start_new_session=True)
-    deadline = time.time() + 120                         # a loaded machine starts a kernel slowly
-    while time.time() < deadline and not (running.exists() and list(out.glob(".03_slow.*"))):
-        time.sleep(0.2)                                  # the temporary report exists and the cell runs
-    time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGINT)                   # Ctrl-C
-    proc.wait(timeout=240)                               # stopping the kernel is slow on a loaded machine
-    assert proc.returncode != 0
+                             "03", "-o", str(out), "--force", "-q"], start_new_session=True,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120                     # a loaded machine starts a kernel slowly
+        while time.time() < deadline and not (running.exists() and running.read_text()
+                                              and list(out.glob(".03_slow.*"))):
+            time.sleep(0.2)                              # the temporary report exists and the cell runs
+        kernel = int(running.read_text())
+        os.killpg(proc.pid, signal.SIGINT)               # Ctrl-C
+        err = proc.communicate(timeout=120)[1]           # a lost Ctrl-C would sleep on for 900 s
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted (Ctrl-C)" in err, err[-2000:]
     assert (out / "03_slow.ipynb").read_text() == "previous report"
     assert sorted(p.name for p in out.iterdir()) == ["03_slow.ipynb"]
+    for _ in range(50):                                  # the kernel was killed, not left sleeping
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(kernel, signal.SIGKILL)
+        pytest.fail(f"the kernel (pid {kernel}) still runs after the interrupted run exited")
 
 
 def test_unknown_notebook_and_all_with_parameters_are_usage_errors(nbdir, capsys):

@@ -197,6 +197,10 @@ def main(argv=None) -> int:
     except (UsageError, FileNotFoundError) as e:
         print(f"labkit: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("labkit: interrupted (Ctrl-C): the kernel was stopped and the report being written "
+              "discarded; reports written before are kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

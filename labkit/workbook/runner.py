@@ -13,7 +13,9 @@ import ast
 import json
 import os
 import re
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -231,6 +233,63 @@ def kernel_config():
     return Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
 
 
+def _kill(kernels: list) -> None:
+    """SIGKILL the process group of every kernel in `kernels` (each is its own session leader:
+    jupyter_client starts it with start_new_session), so what a cell started dies with it."""
+    for km in kernels:
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is None or process.poll() is not None:
+            continue
+        try:
+            if hasattr(os, "killpg"):
+                os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+            else:                                              # Windows: no process groups
+                process.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def execute(path: Path, out: Path, parameters: dict, progress: bool = False, stop_after: float = 60.0) -> None:
+    """papermill.execute_notebook(path → out) with Ctrl-C that always stops it.
+
+    papermill runs in a worker thread and this thread waits, so a SIGINT raises KeyboardInterrupt
+    here. (On the main thread nbclient installs its own SIGINT handler, which only schedules a
+    kernel shutdown and raises nothing: on a loaded machine the run then went on to the end and
+    exited 0.) On KeyboardInterrupt the kernel's process group is killed, the worker is given up to
+    `stop_after` seconds to finish writing `out` (so that nothing writes it after the caller
+    removes it), and KeyboardInterrupt is raised again. papermill's own errors are raised here."""
+    import papermill
+    from jupyter_client.manager import AsyncKernelManager
+
+    kernels, error = [], []
+
+    class Manager(AsyncKernelManager):                         # remembers the kernels it starts
+        async def start_kernel(self, **kw):
+            kernels.append(self)
+            return await super().start_kernel(**kw)
+
+    def work():
+        try:
+            papermill.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(path.parent),
+                                       kernel_name="python3", progress_bar=progress, config=kernel_config(),
+                                       kernel_manager_class=Manager)
+        except BaseException as e:                            # handed to the waiting thread
+            error.append(e)
+
+    worker = threading.Thread(target=work, name=f"labkit run {path.stem}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        _kill(kernels)
+        worker.join(stop_after)
+        _kill(kernels)                                        # one started while we waited
+        raise
+    if error:
+        raise error[0]
+
+
 def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = False,
                  html: bool = True, progress: bool = True, env: dict[str, str] | None = None) -> Path:
     """Execute `path` with `parameters` into out_dir/<name>.ipynb (+ .html, + .json metrics).
@@ -265,8 +324,7 @@ def run_notebook(path: Path, parameters: dict, out_dir: Path, force: bool = Fals
     os.close(fd)
     try:
         with environment({"LABKIT_HEADLESS": "1", **(env or {})}):
-            papermill.execute_notebook(str(path), tmp, parameters=parameters, cwd=str(path.parent),
-                                       kernel_name="python3", progress_bar=progress, config=kernel_config())
+            execute(path, Path(tmp), parameters, progress)
     except papermill.PapermillExecutionError as e:
         cell, line, source_line = failure_location(list(e.traceback or []), str(e.source or ""))
         os.replace(tmp, failed)
