@@ -132,6 +132,7 @@ def test_an_interrupted_run_stops_its_kernel_and_leaves_the_previous_report_inta
         while time.time() < deadline and not (running.exists() and running.read_text()
                                               and list(out.glob(".03_slow.*"))):
             time.sleep(0.2)                              # the temporary report exists and the cell runs
+        assert running.exists() and running.read_text(), "the kernel never started the cell within 120 s"
         kernel = int(running.read_text())
         os.killpg(proc.pid, signal.SIGINT)               # Ctrl-C
         err = proc.communicate(timeout=120)[1]           # a lost Ctrl-C would sleep on for 900 s
