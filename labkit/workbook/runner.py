@@ -19,7 +19,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..validate import accepts, check_bool, message
+from ..validate import accepts, check_bool, check_float, message
 from . import report
 from ._args import check_dict, check_folder, check_path, check_str, check_strs, shown
 
@@ -258,6 +258,11 @@ def execute(path: Path, out: Path, parameters: dict, progress: bool = False, sto
     exited 0.) On KeyboardInterrupt the kernel's process group is killed, the worker is given up to
     `stop_after` seconds to finish writing `out` (so that nothing writes it after the caller
     removes it), and KeyboardInterrupt is raised again. papermill's own errors are raised here."""
+    path = check_path(path, "path", "execute")
+    out = check_path(out, "out", "execute", exists=False)
+    check_dict(parameters, "parameters", "execute")
+    check_bool(progress, "progress", "execute")
+    stop_after = check_float(stop_after, "stop_after", "execute", low=0)
     import papermill
     from jupyter_client.manager import AsyncKernelManager
 
