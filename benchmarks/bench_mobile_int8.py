@@ -46,6 +46,12 @@ VARIANTS = {
     "percentile + bias correction": (dict(method="percentile", bias_correction=True), ("executorch",)),
     "percentile + AdaRound + bias correction": (dict(method="percentile", adaround=True, bias_correction=True),
                                                 ("executorch",)),
+    "percentile + AdaRound + bias correction (features.0-1 fp32)": (
+        dict(method="percentile", adaround=True, bias_correction=True, float_modules=("features.0", "features.1")),
+        ("executorch",)),
+    "percentile + AdaRound + bias correction (features.0-1 fp32; train photos)": (
+        dict(method="percentile", adaround=True, bias_correction=True, float_modules=("features.0", "features.1"),
+             photos="train"), ("executorch",)),
     "percentile + fine-tuning (train photos)": (dict(method="percentile", finetune=True, photos="train"),
                                                 ("executorch",)),
     "percentile + bias correction (train photos)": (dict(method="percentile", bias_correction=True, photos="train"),
@@ -142,7 +148,7 @@ def main() -> None:
         agree = (mobile.predict(programs[(rt, "fp32")], X).argmax(1) == ref.argmax(1)).float().mean().item()
         print(f"{rt} fp32 program: top-1 agreement with PyTorch fp32 {agree:.4f}", flush=True)
     print(f"fp32 top-1 (PyTorch eager) on the {n} held-out photos: {interval(int(fp32_ok.sum()), n)}")
-    head = (f"{'variant':42s} {'runtime':11s} {'top-1 int8 [95 %]':>22s} {'drop pt ± se':>13s} "
+    head = (f"{'variant':72s} {'runtime':11s} {'top-1 int8 [95 %]':>22s} {'drop pt ± se':>13s} "
             f"{'agreement [95 %]':>22s} {'export s':>8s}")
     print(head, flush=True)
     for name in names:
@@ -154,7 +160,7 @@ def main() -> None:
             photos = train_batches if kw.pop("photos", None) == "train" else calib
             t = time.perf_counter()
             path = mobile.export(model, work / f"{len(rows)}{SUFFIX[rt]}", example, quantize="int8",
-                                 calibration=photos, **{"adaround": False, "bias_correction": False, **kw})
+                                 calibration=photos, **{"adaround": False, "bias_correction": False, "float_modules": (), **kw})
             seconds = time.perf_counter() - t
             f = mobile.load(path, threads=1)
             pred = mobile.predict(f, X).argmax(1)
@@ -166,17 +172,17 @@ def main() -> None:
                        kernels=mobile.onnx_kernels(path) if rt == "onnxruntime" else "XNNPACK qs8")
             rows.append(row)
             programs[(rt, len(rows) - 1)] = f
-            print(f"{name:42s} {rt:11s} {interval(int(ok.sum()), n):>22s} {drop:6.2f} ± {se:4.2f} "
+            print(f"{name:72s} {rt:11s} {interval(int(ok.sum()), n):>22s} {drop:6.2f} ± {se:4.2f} "
                   f"{interval(int(same.sum()), n):>22s} {seconds:8.1f}", flush=True)
     print(f"\nlatency, one thread, median over {args.runs} round-robin rounds of 5 calls per program:")
     ms = round_robin_ms({k: v for k, v in programs.items()}, example, args.runs)
     for rt in runtimes:
         print(f"  {rt} fp32: {ms[(rt, 'fp32')]:.2f} ms")
-    print(f"{'variant':42s} {'runtime':11s} {'kernels':12s} {'int8 ms':>8s} {'int8/fp32':>9s}")
+    print(f"{'variant':72s} {'runtime':11s} {'kernels':12s} {'int8 ms':>8s} {'int8/fp32':>9s}")
     for i, row in enumerate(rows):
         rt = row["runtime"]
         row.update(int8_ms=ms[(rt, i)], fp32_ms=ms[(rt, "fp32")], ratio=ms[(rt, i)] / ms[(rt, "fp32")])
-        print(f"{row['variant']:42s} {rt:11s} {row['kernels']:12s} {row['int8_ms']:8.2f} {row['ratio']:9.2f}")
+        print(f"{row['variant']:72s} {rt:11s} {row['kernels']:12s} {row['int8_ms']:8.2f} {row['ratio']:9.2f}")
     if args.json:
         args.json.write_text(json.dumps(dict(seed=args.seed, train=len(train), calibrate=len(calib_files),
                                              held_out=n, machine=machine, flags=dot, rows=rows), indent=1))

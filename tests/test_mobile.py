@@ -72,10 +72,34 @@ def test_exported_int8_program_equals_in_process_quantized_model(int8_pte):
     assert not isinstance(model, torch.fx.GraphModule)          # the model was not modified
 
 
+def test_float_modules_run_fp32_in_the_program(tmp_path):
+    """Mixed precision: the stem stays fp32 in the lowered program, the rest int8, and the program
+    computes what the emulation of the same graph computes (the stem in fp32 on both sides, so a
+    value may round one level apart after it)."""
+    model, calib = tiny(), [data(16, 1), data(16, 2)]
+    q = mobile.quantize_pt2e(model, data(1, 0), calib, method="percentile", float_modules=("stem",))
+    assert [n.args[0].op for n in q.graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)][0] == "placeholder"
+    run = mobile.load(mobile.export(q, tmp_path / "mixed.pte", data(1, 0)))
+    X = data(40, 3)
+    out = torch.cat([run(x[None]) for x in X])
+    emulated = xnnpack.emulate(q)
+    s = [n for n in q.graph.nodes if "dequantize_per_tensor" in str(n.target)][-1].args[1]
+    levels = ((emulated(X) - out).abs() / s).round()
+    assert levels.max() <= 2 and (levels == 0).float().mean() > 0.9, f"levels apart: max {levels.max()}, " \
+        f"equal {(levels == 0).float().mean():.3f}"
+    with torch.no_grad():
+        fp32 = model(X)
+    assert (out - fp32).abs().max() < 0.1 * fp32.abs().max()
+    with pytest.raises(ValueError, match="'float_modules' parameter of export must be \\(\\) unless quantize='int8' for a .pte"):
+        mobile.export(model, tmp_path / "m.onnx", data(1, 0), quantize="int8", calibration=calib, float_modules=("stem",))
+
+
 def test_recipe_is_the_best_measured_default_where_it_applies():
     seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6())
     assert mobile.recipe(seq, "m.pte") == mobile.DEFAULTS["executorch"]
-    assert mobile.DEFAULTS["executorch"] == dict(method="percentile", adaround=True, bias_correction=True, finetune=False)
+    assert mobile.DEFAULTS["executorch"] == dict(method="percentile", adaround=True, bias_correction=True, finetune=False,
+                                                 float_modules=())
+    assert mobile.recipe(seq, "m.pte", float_modules=("0",))["float_modules"] == ("0",)
     assert mobile.recipe(tiny(), "m.pte")["adaround"] is False          # AdaRound needs an nn.Sequential
     assert mobile.recipe(tiny(), "m.pte", adaround=True)["adaround"] is True
     assert mobile.recipe(seq, "m.pte", finetune=True)["adaround"] is False  # fine-tuning replaces AdaRound

@@ -1,4 +1,6 @@
 """labkit.pt2e: calibration observers, ReLU6-aware ranges, empirical bias correction."""
+import functools
+
 import executorch  # noqa: F401  (pinned in pyproject.toml: missing, it must fail here, not skip)
 import pytest
 import torch
@@ -6,7 +8,7 @@ import torchao  # noqa: F401  (pinned in pyproject.toml: missing, it must fail h
 from torch import nn
 
 from labkit.deploy import pt2e
-from labkit.deploy._fx import op
+from labkit.deploy._fx import in_modules, op
 
 
 def block(seed=0, gain=1.0):
@@ -213,6 +215,30 @@ def test_an_exported_graph_quantizes_like_its_model():
     assert len(list(once.graph.nodes)) < len(list(a.graph.nodes))   # `once` itself was not annotated
 
 
+def test_float_modules_stay_fp32_and_the_rest_is_int8():
+    from labkit.deploy import adaround
+
+    model, X = block(gain=3.0), data(32, 7)
+    g = pt2e.export_graph(model, X[:1])
+    assert [op(n) for n in g.graph.nodes if op(n) and in_modules(n, ("0", "2"))] == ["conv2d", "hardtanh"]
+    assert [op(n) for n in g.graph.nodes if op(n) and in_modules(n, ("3",))] == ["conv2d"]    # "3" is not "30"
+    for ada in (False, True):
+        q = pt2e.quantize_pt2e(model, X[:1], [X], float_modules=("0", "1", "2"), adaround=ada, bias_correction=ada)
+        convs = [n for n in q.graph.nodes if op(n) == "conv2d"]
+        first = convs[0]
+        assert first.args[0].op == "placeholder"                       # the image is not quantized
+        assert first.args[1].op == "get_attr"                          # nor the first conv's weights
+        torch.testing.assert_close(functools.reduce(getattr, first.args[1].target.split('.'), q), adaround.fold_bn(model)[0].weight,
+                                   rtol=0, atol=0)                     # float W (BN folded), not rounded
+        assert len(_int8_weights(q)) == 3                              # dw conv, 1×1 conv, linear: int8
+        assert op(convs[1].args[0]) == "dequantize_per_tensor"         # the second conv reads int8
+        plain = pt2e.quantize_pt2e(model, X[:1], [X], adaround=ada, bias_correction=ada)
+        assert len(_int8_weights(plain)) == 4
+        with torch.no_grad():
+            ref, out = model(X), q(X)
+        assert sqnr(ref, out) > 20, f"adaround={ada}: SQNR {sqnr(ref, out):.1f} dB"
+
+
 def test_bad_input():
     model, x = block(), data(1, 0)
     with pytest.raises(TypeError, match=r"^The 'fuse_relu6' parameter of quantize_pt2e must be a bool\. Got 1 instead\.$"):
@@ -236,3 +262,7 @@ def test_bad_input():
         pt2e.correct_biases(model, [], [x])
     with pytest.raises(TypeError, match="'model' parameter of prepare"):
         pt2e.prepare(None, x)
+    with pytest.raises(TypeError, match=r"^The 'float_modules' parameter of quantize_pt2e must be a tuple of submodule names"):
+        pt2e.quantize_pt2e(model, x, [x], float_modules="0")        # a str is not a tuple of names
+    with pytest.raises(ValueError, match=r"^The 'float_modules' parameter of quantize_pt2e must be names of the model's submodules.*Got 'features\.0' instead\.$"):
+        pt2e.quantize_pt2e(model, x, [x], float_modules=("features.0",))

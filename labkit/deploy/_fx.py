@@ -2,6 +2,7 @@
 
 - `op(node)`: the aten op a torch.fx node calls ('conv2d'), '' for a non-call.
 - `CLAMPS`: the ops that clamp a layer's output (ReLU6 is aten's hardtanh).
+- `in_modules(node, names)`: whether a node of an exported graph comes from one of the named submodules.
 - `need(module)`: import an optional runtime (ExecuTorch, ONNX Runtime) or say how to install it.
 """
 from __future__ import annotations
@@ -37,3 +38,10 @@ def need(module: str, pip: str = INSTALL):
 def op(node) -> str:
     """'conv2d' for the node calling torch.ops.aten.conv2d.default; '' for a non-call."""
     return node.target.__name__.split(".")[0] if node.op == "call_function" and hasattr(node.target, "__name__") else ""
+
+
+def in_modules(node, names) -> bool:
+    """Whether torch.fx node `node` of an exported graph comes from (a submodule of) one of the
+    modules `names` ("features.0"), by the nn_module_stack that torch.export records."""
+    stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+    return any(p == n or p.startswith(n + ".") for p in stack for n in names)

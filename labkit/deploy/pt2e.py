@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..validate import check_bool, check_choice, check_finite, check_module, check_tensor, message
-from ._fx import CLAMPS as _CLAMPS, INSTALL, need as _need, op as _op  # noqa: F401  (INSTALL: pt2e's API)
+from ._fx import CLAMPS as _CLAMPS, INSTALL, in_modules, need as _need, op as _op  # noqa: F401  (INSTALL: pt2e's API)
 from .adaround import adaround as round_weights, fold_bn
 from ..prune import clone
 
@@ -257,15 +257,30 @@ def _no_bn_quantizer():
     return NoBatchNormXNNPACKQuantizer
 
 
-def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax", fuse_relu6: bool = True):
+def check_float_modules(value, model, func: str) -> tuple[str, ...]:
+    """`value` as a tuple of names of `model`'s submodules (e.g. ("features.0",)), else raise."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(message("float_modules", func, "a tuple of submodule names, e.g. ('features.0',)", value))
+    names = {n for n, _ in model.named_modules()} if not isinstance(model, torch.fx.GraphModule) else None
+    for v in value:
+        if not v or (names is not None and v not in names):
+            raise ValueError(message("float_modules", func, "names of the model's submodules "
+                                     "(model.named_modules())", v))
+    return tuple(value)
+
+
+def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax", fuse_relu6: bool = True,
+            float_modules=()):
     """The observed graph before calibration: `export_graph(model)` (or a copy of `model` if it is
     that graph already), annotated by XNNPACK's quantizer with `method`'s observers; ReLU6-aware
-    if `fuse_relu6`."""
+    if `fuse_relu6`. The ops of the submodules named in `float_modules` are left unannotated: they
+    stay fp32 (and XNNPACK runs them in fp32)."""
     if not isinstance(model, torch.fx.GraphModule):
         check_module(model, "model", "prepare")
     check_tensor(example_input, "example_input", "prepare")
     check_choice(method, "method", "prepare", METHODS)
     check_bool(fuse_relu6, "fuse_relu6", "prepare")
+    float_modules = check_float_modules(float_modules, model, "prepare")
     _need("executorch")
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
@@ -276,18 +291,24 @@ def prepare(model: nn.Module, example_input: torch.Tensor, method: str = "minmax
     else:
         gm = export_graph(model, example_input)
     quantizer = XNNPACKQuantizer if any("batch_norm" in _op(n) for n in gm.graph.nodes) else _no_bn_quantizer()
-    prepared = prepare_pt2e(gm, quantizer().set_global(xnnpack_config(method)))
+    quantizer = quantizer().set_global(xnnpack_config(method))
+    if float_modules:
+        quantizer.set_filter_function(lambda node: not in_modules(node, float_modules))
+    prepared = prepare_pt2e(gm, quantizer)
     if fuse_relu6:
         clamp_observed_ranges(prepared)
     return prepared
 
 
 def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, method: str = "minmax",
-                  fuse_relu6: bool = True, bias_correction: bool = False, adaround: bool = False):
+                  fuse_relu6: bool = True, bias_correction: bool = False, adaround: bool = False,
+                  float_modules=()):
     """int8 copy of `model` (PT2E, XNNPACK quantizer), calibrated on `calibration` (a list of
     input batches) with `method`; `fuse_relu6` and `bias_correction` as in the module docstring;
     `adaround`: the weights are rounded by `labkit.adaround` on the calibration images first
-    (`model` must then be the nn.Module, not `export_graph`'s graph).
+    (`model` must then be the nn.Module, not `export_graph`'s graph); `float_modules`: names of
+    submodules that stay fp32 (mixed precision, e.g. ("features.0", "features.1"): MobileNetV2's
+    first convolution and block, whose int8 rounding costs most per MAC).
     Returns a torch.fx.GraphModule that runs in-process with quantize/dequantize ops: the network
     `mobile.export` lowers. XNNPACK's integer arithmetic (int32 bias, its own requantization)
     can land a value one level apart from it, and such differences spread over many layers;
@@ -299,13 +320,21 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
     check_choice(method, "method", "quantize_pt2e", METHODS)
     for name, flag in (("fuse_relu6", fuse_relu6), ("bias_correction", bias_correction), ("adaround", adaround)):
         check_bool(flag, name, "quantize_pt2e")
+    float_modules = check_float_modules(float_modules, model, "quantize_pt2e")
     _need("executorch")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     original = model
     if adaround:
         model = round_weights(model, torch.cat(calibration))
-    prepared = prepare(model, example_input, method, fuse_relu6)
+        if float_modules:          # the fp32 layers keep their float weights (BN folded)
+            folded = dict(fold_bn(original).named_modules())
+            with torch.no_grad():
+                for name, m in model.named_modules():
+                    if isinstance(m, (nn.Conv2d, nn.Linear)) and any(
+                            name == n or name.startswith(n + ".") for n in float_modules):
+                        m.weight.copy_(folded[name].weight)
+    prepared = prepare(model, example_input, method, fuse_relu6, float_modules)
     with torch.no_grad():
         for batch in calibration:
             prepared(batch)
