@@ -49,6 +49,9 @@ VARIANTS = {
     "percentile + AdaRound + bias correction (features.0-1 fp32)": (
         dict(method="percentile", adaround=True, bias_correction=True, float_modules=("features.0", "features.1")),
         ("executorch",)),
+    "percentile + AdaRound + bias correction (features.0-3 fp32)": (
+        dict(method="percentile", adaround=True, bias_correction=True,
+             float_modules=("features.0", "features.1", "features.2", "features.3")), ("executorch",)),
     "percentile + AdaRound + bias correction (features.0-1 fp32; train photos)": (
         dict(method="percentile", adaround=True, bias_correction=True, float_modules=("features.0", "features.1"),
              photos="train"), ("executorch",)),
