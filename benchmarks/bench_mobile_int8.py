@@ -1,7 +1,7 @@
 """MobileNetV2 int8 on real ImageNet photos, every calibration method, both runtimes, one run.
 
     nice -n 10 .venv/bin/python benchmarks/bench_mobile_int8.py [--data ../shared/imagenet-val-1300]
-        [--seed 0] [--calibrate 128] [--train 300] [--held-out N] [--runs 60] [--variants all] [--runtimes executorch,onnxruntime]
+        [--seed 0] [--calibrate 128] [--train 300] [--held-out N] [--runs 60] [--variant NAME ...] [--runtimes executorch,onnxruntime]
 
 The photos (`imagenet-val-1300`: ILSVRC2012 validation images with labels, not shipped; see its
 README) are split once by a seeded permutation: the first `train` may be used for calibration
@@ -114,12 +114,13 @@ def main() -> None:
     ap.add_argument("--calibrate", type=int, default=128, help="the first of the train photos, for calibration")
     ap.add_argument("--held-out", type=int, default=None, help="score only the first N held-out photos (a quick try)")
     ap.add_argument("--runs", type=int, default=60, help="latency rounds")
-    ap.add_argument("--variants", default="all", help="comma-separated names of VARIANTS, or all")
+    ap.add_argument("--variant", action="append", default=None, choices=list(VARIANTS), metavar="NAME",
+                    help="a name of VARIANTS (repeat the option for several; default: all of them)")
     ap.add_argument("--runtimes", default="executorch,onnxruntime")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    names = list(VARIANTS) if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
+    names = args.variant or list(VARIANTS)
     runtimes = args.runtimes.split(",")
     train, held, labels = split(args.data, args.train, args.seed)
     calib_files, total = train[:args.calibrate], len(train) + len(held)
