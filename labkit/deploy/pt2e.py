@@ -258,7 +258,11 @@ def _no_bn_quantizer():
 
 
 def check_float_modules(value, model, func: str) -> tuple[str, ...]:
-    """`value` as a tuple of names of `model`'s submodules (e.g. ("features.0",)), else raise."""
+    """`value` as a tuple of names of `model`'s submodules (e.g. ("features.0",)), else raise;
+    `func` names the function whose 'float_modules' parameter it is."""
+    if not isinstance(func, str) or not func.isidentifier():
+        raise TypeError(message("func", "check_float_modules", "a function's name (a str)", repr(func)[:80]))
+    check_module(model, "model", func)
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise TypeError(message("float_modules", func, "a tuple of submodule names, e.g. ('features.0',)", value))
     names = {n for n, _ in model.named_modules()} if not isinstance(model, torch.fx.GraphModule) else None
