@@ -2,7 +2,8 @@
 
 - `op(node)`: the aten op a torch.fx node calls ('conv2d'), '' for a non-call.
 - `CLAMPS`: the ops that clamp a layer's output (ReLU6 is aten's hardtanh).
-- `in_modules(node, names)`: whether a node of an exported graph comes from one of the named submodules.
+- `in_modules(node, names)`, `under(name, names)`: whether a node of an exported graph, or a submodule,
+  comes from one of the named submodules.
 - `need(module)`: import an optional runtime (ExecuTorch, ONNX Runtime) or say how to install it.
 """
 from __future__ import annotations
@@ -43,5 +44,10 @@ def op(node) -> str:
 def in_modules(node, names) -> bool:
     """Whether torch.fx node `node` of an exported graph comes from (a submodule of) one of the
     modules `names` ("features.0"), by the nn_module_stack that torch.export records."""
-    stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-    return any(p == n or p.startswith(n + ".") for p in stack for n in names)
+    return any(under(path, names) for path, _ in node.meta.get("nn_module_stack", {}).values())
+
+
+def under(name: str, names) -> bool:
+    """Whether the submodule named `name` is one of `names` or inside one ("features.0.conv" is
+    under "features.0"; "features.10" is not)."""
+    return any(name == n or name.startswith(n + ".") for n in names)

@@ -137,7 +137,7 @@ def recipe(model: nn.Module, path, method: str | None = None, bias_correction: b
     """The int8 settings `export(model, path, ..., quantize="int8")` uses: each argument left None
     becomes `DEFAULTS[runtime]`'s, except that AdaRound's default applies only where it can (an
     nn.Sequential model, or one with a `features` nn.Sequential such as MobileNetV2) and not with
-    finetune=True, and the default `float_modules` only where the model has all those submodules.
+    finetune=True.
     Returns {"method", "bias_correction", "adaround", "finetune", "float_modules"}."""
     check_module(model, "model", "recipe")
     _, runtime = _runtime_of(path, "recipe")
@@ -146,9 +146,7 @@ def recipe(model: nn.Module, path, method: str | None = None, bias_correction: b
     if adaround is None:       # fine-tuning replaces AdaRound; AdaRound needs a Sequential of layers
         adaround = default["adaround"] and finetune is not True and not isinstance(model, torch.fx.GraphModule) and (
             isinstance(model, nn.Sequential) or isinstance(getattr(model, "features", None), nn.Sequential))
-    if float_modules is None:
-        names = {n for n, _ in model.named_modules()}
-        float_modules = default["float_modules"] if set(default["float_modules"]) <= names else ()
+    float_modules = default["float_modules"] if float_modules is None else float_modules
     return dict(method=default["method"] if method is None else method,
                 bias_correction=default["bias_correction"] if bias_correction is None else bias_correction,
                 adaround=adaround, finetune=finetune, float_modules=float_modules)

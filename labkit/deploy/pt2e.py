@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..validate import check_bool, check_choice, check_finite, check_module, check_tensor, message
-from ._fx import CLAMPS as _CLAMPS, INSTALL, in_modules, need as _need, op as _op  # noqa: F401  (INSTALL: pt2e's API)
+from ._fx import CLAMPS as _CLAMPS, INSTALL, in_modules, need as _need, op as _op, under  # noqa: F401  (INSTALL: pt2e's API)
 from .adaround import adaround as round_weights, fold_bn
 from ..prune import clone
 
@@ -311,8 +311,9 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
     input batches) with `method`; `fuse_relu6` and `bias_correction` as in the module docstring;
     `adaround`: the weights are rounded by `labkit.adaround` on the calibration images first
     (`model` must then be the nn.Module, not `export_graph`'s graph); `float_modules`: names of
-    submodules that stay fp32 (mixed precision, e.g. ("features.0", "features.1"): MobileNetV2's
-    first convolution and block, whose int8 rounding costs most per MAC).
+    submodules that stay fp32 (mixed precision, e.g. ("features.0", "features.1"), MobileNetV2's
+    first convolution and block: ~7 % of the MACs, −30 % of the logits' KL; `mobile.export` has the
+    held-out figures).
     Returns a torch.fx.GraphModule that runs in-process with quantize/dequantize ops: the network
     `mobile.export` lowers. XNNPACK's integer arithmetic (int32 bias, its own requantization)
     can land a value one level apart from it, and such differences spread over many layers;
@@ -335,8 +336,7 @@ def quantize_pt2e(model: nn.Module, example_input: torch.Tensor, calibration, me
             folded = dict(fold_bn(original).named_modules())
             with torch.no_grad():
                 for name, m in model.named_modules():
-                    if isinstance(m, (nn.Conv2d, nn.Linear)) and any(
-                            name == n or name.startswith(n + ".") for n in float_modules):
+                    if isinstance(m, (nn.Conv2d, nn.Linear)) and under(name, float_modules):
                         m.weight.copy_(folded[name].weight)
     prepared = prepare(model, example_input, method, fuse_relu6, float_modules)
     with torch.no_grad():
