@@ -5,6 +5,7 @@
     adaround   AdaRound: learned rounding of the int8 weights
     qat        label-free quantization-aware fine-tuning, distilled from the fp32 logits
     pt2e       int8 PT2E quantization for XNNPACK (ReLU6-aware ranges, bias correction)
+    sensitivity the error budget: which quantizers (weights, each activation) cost the int8 network most
     xnnpack    XNNPACK's int8 arithmetic emulated bit for bit
     fixedpoint the requantization multiplier as a fixed-point M0·2⁻ⁿ (Jacob et al. 2018), gemmlowp's integer steps
     mobile     export to ExecuTorch (.pte) or ONNX Runtime (.onnx), load, benchmark
