@@ -7,21 +7,7 @@ import torch
 from torch import nn
 
 from labkit.deploy import adaround, pt2e, qat, sensitivity
-
-
-class Tiny(nn.Module):
-    """conv → ReLU6 → [depthwise → ReLU6 → conv 1×1] + residual → pool → linear (MobileNetV2's ops)."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU6())
-        self.block = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU6(), nn.Conv2d(16, 16, 1))
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x):
-        x = self.stem(x)
-        x = x + self.block(x)
-        return self.head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+from test_qat import Tiny, data
 
 
 class Seq(nn.Sequential):
@@ -35,10 +21,6 @@ class Seq(nn.Sequential):
 def build(cls=Tiny, seed=0):
     torch.manual_seed(seed)
     return cls().eval()
-
-
-def data(n, seed):
-    return torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
 def kl(ref, out):
